@@ -1,0 +1,60 @@
+# campaignflow — every target works on a fresh machine with Python >= 3.11 and make.
+# Dependencies come from requirements.lock (hash-pinned); `make lock` regenerates it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+UV_VERSION := 0.13.9
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.PHONY: install run test test-unit test-integration lint format typecheck bench lock schema openapi clean
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the locked dependencies
+
+run: install ## start the platform on SQLite with the example workflows loaded
+	$(BIN)/campaignflow up --host $(HOST) --port $(PORT) --load-examples examples/workflows
+
+test: install ## lint, type-check and run every test (PostgreSQL is started if none is configured)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: install
+	$(BIN)/python -m pytest tests/integration
+
+lint: install ## ruff lint + format check, mypy --strict
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+bench: install ## run every benchmark in bench/ (one JSON line per figure)
+	@set -e; for b in $(filter-out bench/_%,$(wildcard bench/*.py)); do $(BIN)/python $$b; done
+
+schema: install ## regenerate docs/workflow.schema.json and docs/openapi.json from the code
+	$(BIN)/python -m campaignflow.tools.export_docs
+
+lock: $(UV) ## re-resolve requirements.lock from pyproject.toml
+	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes --no-emit-index-url --no-emit-find-links -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

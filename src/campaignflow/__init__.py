@@ -1,0 +1,3 @@
+"""campaignflow: durable marketing automation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from campaignflow.cli import main
+
+main()

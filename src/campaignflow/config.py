@@ -1,0 +1,108 @@
+"""The one typed settings tree.
+
+Every field reads from an environment variable derived from its path (``CAMPAIGNFLOW_DATABASE_URL``,
+``CAMPAIGNFLOW_API__MAX_BODY_BYTES``, …). Settings are built by :func:`get_settings` when a process
+starts, never at import time, so tests and the CLI can hand in their own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from campaignflow.errors import ConfigurationError
+
+DEFAULT_WORKSPACE_ID = "default"
+
+Mode = Literal["embedded", "production"]
+
+
+def default_data_dir() -> Path:
+    """Where the embedded mode keeps its SQLite file and generated credentials (XDG layout)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "campaignflow"
+
+
+class ApiSettings(BaseModel):
+    """Limits and behaviour of the HTTP API."""
+
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="Largest request body accepted, in bytes; larger bodies get 413.",
+    )
+    page_size_default: int = Field(50, ge=1, le=500, description="Page size when none is asked.")
+    page_size_max: int = Field(
+        500, ge=1, le=5000, description="Largest page size a client may ask."
+    )
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of every campaignflow process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAMPAIGNFLOW_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    mode: Mode = Field(
+        "production",
+        description="`embedded` (set by `campaignflow up`) allows generated local credentials.",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Directory of the embedded SQLite database and generated credentials.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the system of record; default: SQLite file in data_dir.",
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL for the event bus; unset means the in-process bus."
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        description=(
+            "Bearer token that grants full access to the default workspace. Required outside "
+            "embedded mode; embedded mode generates one in data_dir on first start."
+        ),
+    )
+    workspace_id: str = Field(
+        DEFAULT_WORKSPACE_ID, description="Workspace that the API token belongs to."
+    )
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _page_sizes_consistent(self) -> Settings:
+        if self.api.page_size_default > self.api.page_size_max:
+            raise ValueError("api.page_size_default must not exceed api.page_size_max")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'campaignflow.db'}"
+
+    def require_secure(self) -> None:
+        """Refuse to serve in production mode with no credential configured."""
+        if self.mode == "production" and self.api_token is None:
+            raise ConfigurationError(
+                "CAMPAIGNFLOW_API_TOKEN must be set for `campaignflow serve`; "
+                "only `campaignflow up` (embedded mode) may generate one."
+            )
+        token = self.api_token.get_secret_value() if self.api_token else ""
+        if self.api_token is not None and len(token) < 24:
+            raise ConfigurationError("CAMPAIGNFLOW_API_TOKEN must be at least 24 characters long.")
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,72 @@
+"""The one exception tree of campaignflow.
+
+Every error the platform raises on purpose derives from :class:`CampaignflowError`; a subclass's
+docstring is its default message, so raising ``NotFound()`` already says something useful. The API
+turns these into RFC 9457 problem documents in one place (``api/problems.py``); drivers' and HTTP
+clients' exceptions are translated at the boundary and never reach route handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from campaignflow.domain.problems import Problem
+
+
+class CampaignflowError(Exception):
+    """Something went wrong in campaignflow."""
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip().splitlines()[0]
+        super().__init__(self.message)
+
+
+class ConfigurationError(CampaignflowError):
+    """The configuration is invalid or unsafe."""
+
+
+class StorageError(CampaignflowError):
+    """The database could not complete the operation."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database is not reachable."""
+
+
+class ClientError(CampaignflowError):
+    """The request cannot be served as sent."""
+
+
+class NotFound(ClientError):
+    """The resource does not exist."""
+
+
+class Conflict(ClientError):
+    """The resource is in a state that does not allow this operation."""
+
+
+class AlreadyExists(Conflict):
+    """A resource with this id already exists."""
+
+
+class PreconditionFailed(ClientError):
+    """The resource changed since you last read it; fetch it again and retry."""
+
+
+class PreconditionRequired(ClientError):
+    """This update needs an If-Match header with the ETag you last read."""
+
+
+class InvalidDefinition(ClientError):
+    """The workflow definition is invalid."""
+
+    def __init__(self, problems: Sequence[Problem], message: str | None = None) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(message or f"The workflow definition has {count} problem(s).")
+
+
+class Unauthenticated(ClientError):
+    """Credentials are missing or invalid."""
