@@ -1,0 +1,1 @@
+"""Pure domain logic: definitions, expressions, durations and schedules. No I/O, no clock."""

@@ -1,0 +1,91 @@
+"""Regenerate the documents derived from code: ``python -m campaignflow.tools.export_docs``.
+
+``docs/workflow.schema.json`` is the JSON Schema (draft 2020-12) of the workflow definition
+format, generated from the pydantic models so it cannot drift from the validator; a unit test
+fails when the committed copy is stale. ``docs/openapi.json`` comes from the API package.
+The JSON Schema checks shape only: references between nodes, CEL, Liquid and the action catalog
+are checked by ``campaignflow validate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic.json_schema import GenerateJsonSchema
+
+from campaignflow.domain.workflow import WorkflowDefinition
+
+SCHEMA_ID = "urn:campaignflow:schema:workflow-definition:1"
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_FILE = "workflow.schema.json"
+OPENAPI_FILE = "openapi.json"
+DEFAULT_DIRECTORY = Path("docs")
+
+
+class _WorkflowSchemaGenerator(GenerateJsonSchema):
+    """Pydantic's generator without per-field titles (``"Onerror"`` helps nobody)."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def workflow_schema() -> dict[str, Any]:
+    """The JSON Schema of a workflow definition document."""
+    generated = WorkflowDefinition.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_WorkflowSchemaGenerator
+    )
+    generated.pop("title", None)
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": SCHEMA_ID,
+        "title": "campaignflow workflow definition",
+        **generated,
+    }
+
+
+def render_workflow_schema() -> str:
+    """The schema as the exact text committed to ``docs/`` (stable, newline-terminated)."""
+    return json.dumps(workflow_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def export_workflow_schema(directory: Path = DEFAULT_DIRECTORY) -> Path:
+    path = directory / SCHEMA_FILE
+    path.write_text(render_workflow_schema(), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- OpenAPI hook
+
+
+def export_openapi(directory: Path = DEFAULT_DIRECTORY) -> Path:
+    """Write ``openapi.json``, the REST API reference generated from the app."""
+    from campaignflow.api.openapi import render_openapi_document  # noqa: PLC0415 — heavy, optional
+
+    path = directory / OPENAPI_FILE
+    path.write_text(render_openapi_document(), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--output-dir", type=Path, default=DEFAULT_DIRECTORY, help="where to write (docs/)"
+    )
+    arguments = parser.parse_args(argv)
+    directory: Path = arguments.output_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in (export_workflow_schema(directory), export_openapi(directory)):
+        if path is not None:
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
