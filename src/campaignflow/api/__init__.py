@@ -1,0 +1,1 @@
+"""HTTP API: FastAPI app, one router per resource, problem details, auth dependencies."""

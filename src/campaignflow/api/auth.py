@@ -1,0 +1,48 @@
+"""Who is calling: every ``/api/v1`` route depends on :func:`require_principal`.
+
+Until the security issue brings workspaces, OAuth 2.0 and API keys, one configured bearer token
+grants access to the configured workspace. The seam — a dependency that yields a
+:class:`Principal` carrying the ``workspace_id`` every query is scoped by — is the one later
+mechanisms plug into, so routes will not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from campaignflow.config import Settings
+from campaignflow.errors import Unauthenticated
+from campaignflow.security.credentials import tokens_match
+
+_bearer = HTTPBearer(auto_error=False, description="The API token (`CAMPAIGNFLOW_API_TOKEN`).")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    workspace_id: str
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def require_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    settings = _settings(request)
+    expected = settings.api_token.get_secret_value() if settings.api_token else None
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("Send 'Authorization: Bearer <token>'.")
+    if expected is None or not tokens_match(credentials.credentials, expected):
+        raise Unauthenticated("The bearer token is not valid.")
+    return Principal(subject="api-token", workspace_id=settings.workspace_id)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(require_principal)]

@@ -1,0 +1,90 @@
+"""Reading request bodies: content type, size limit and JSON syntax, each with a precise problem.
+
+Bodies are read here rather than through FastAPI's model binding so the workflow validator can
+report every problem of a definition in its own terms, and so an oversized body is refused while it
+streams in rather than after it has been buffered whole.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+from fastapi import Request
+
+from campaignflow.api.problems import ProblemError
+
+JSON_MEDIA_TYPES = frozenset({"application/json"})
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _require_json_content_type(request: Request) -> None:
+    media_type = _media_type(request)
+    if media_type in JSON_MEDIA_TYPES or media_type.endswith("+json"):
+        return
+    shown = media_type or "none"
+    raise ProblemError(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        f"Send the body as application/json (got {shown}).",
+        headers={"Accept-Post": "application/json"},
+    )
+
+
+def _too_large(limit: int) -> ProblemError:
+    return ProblemError(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "body-too-large",
+        f"The request body is larger than the limit of {limit} bytes.",
+    )
+
+
+def _declared_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ProblemError(
+            HTTPStatus.BAD_REQUEST, "bad-request", "Content-Length is not a number."
+        ) from exc
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """Read the whole body, refusing it as soon as it passes ``limit`` bytes."""
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> object:
+    """Parse JSON, reporting where the syntax broke."""
+    if not body.strip():
+        raise ProblemError(HTTPStatus.BAD_REQUEST, "malformed-json", "The request body is empty.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProblemError(
+            HTTPStatus.BAD_REQUEST,
+            "malformed-json",
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            problems=[{"pointer": "", "detail": exc.msg, "line": exc.lineno, "column": exc.colno}],
+        ) from exc
+
+
+async def read_json(request: Request, *, limit: int) -> object:
+    """Check the content type, read within the limit and parse the JSON body."""
+    _require_json_content_type(request)
+    return parse_json(await read_body(request, limit=limit))

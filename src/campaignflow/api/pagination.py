@@ -1,0 +1,50 @@
+"""Opaque cursors for keyset pagination.
+
+A cursor is the base64url of a small versioned JSON object holding the last key a client saw.
+Clients must treat it as opaque; we may change what is inside without breaking them, and a cursor
+that does not decode is a 400 naming the ``cursor`` parameter rather than a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from http import HTTPStatus
+from typing import TypeVar
+
+import orjson
+
+from campaignflow.api.problems import ProblemError
+
+_VERSION = 1
+
+K = TypeVar("K", str, int)
+
+
+def encode_cursor(key: str | int) -> str:
+    raw = orjson.dumps({"v": _VERSION, "k": key})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _invalid() -> ProblemError:
+    return ProblemError(
+        HTTPStatus.BAD_REQUEST,
+        "invalid-request",
+        "The cursor is not one this API issued.",
+        problems=[{"parameter": "cursor", "in": "query", "detail": "invalid cursor"}],
+    )
+
+
+def decode_cursor(cursor: str | None, key_type: type[K]) -> K | None:
+    """Return the key inside ``cursor``, or ``None`` for the first page."""
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeEncodeError) as exc:
+        raise _invalid() from exc
+    key = data.get("k") if isinstance(data, dict) and data.get("v") == _VERSION else None
+    if type(key) is not key_type:
+        raise _invalid()
+    return key

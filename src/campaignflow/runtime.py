@@ -1,0 +1,113 @@
+"""Process roles: what ``up``, ``serve``, ``migrate`` and ``apply`` do once the CLI has parsed them.
+
+Kept apart from ``cli.py`` so the CLI is argument parsing and printing only, and these coroutines
+can be driven from tests without a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import uvicorn
+from pydantic import SecretStr
+
+from campaignflow.api.app import create_app
+from campaignflow.config import Settings
+from campaignflow.errors import CampaignflowError, ConfigurationError
+from campaignflow.security.credentials import BootstrapToken, ensure_bootstrap_token
+from campaignflow.services.workflows import ApplyOutcome, WorkflowService
+from campaignflow.store.database import Database
+from campaignflow.store.migrate import current_revision, head_revision, upgrade
+from campaignflow.store.workflows import WorkflowStore
+from campaignflow.workflow_files import WorkflowFile
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedSetup:
+    settings: Settings
+    token: BootstrapToken | None
+
+
+def prepare_embedded(settings: Settings) -> EmbeddedSetup:
+    """Embedded mode: a data directory, a generated token unless one is configured."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.api_token is not None:
+        return EmbeddedSetup(settings, None)
+    token = ensure_bootstrap_token(settings.data_dir)
+    updated = settings.model_copy(update={"api_token": SecretStr(token.value)})
+    return EmbeddedSetup(updated, token)
+
+
+def open_database(settings: Settings) -> Database:
+    return Database.from_url(settings.resolved_database_url)
+
+
+async def migrate(settings: Settings) -> str:
+    database = open_database(settings)
+    try:
+        await upgrade(database)
+        return head_revision()
+    finally:
+        await database.dispose()
+
+
+async def require_current_schema(database: Database) -> None:
+    revision = await current_revision(database)
+    if revision != head_revision():
+        raise ConfigurationError(
+            f"The database schema is at {revision or 'no revision'}, this release needs "
+            f"{head_revision()}: run `campaignflow migrate` first."
+        )
+
+
+async def apply_files(
+    database: Database, workspace_id: str, files: Sequence[WorkflowFile], *, activate: bool
+) -> list[ApplyOutcome]:
+    """Upsert already-validated files; each file is its own transaction, in order."""
+    store = WorkflowStore(database)
+    service = WorkflowService(store)
+    await store.ensure_workspace(workspace_id, "Default workspace")
+    outcomes = []
+    for file in files:
+        outcome = await service.apply(workspace_id, file.document)
+        if activate:
+            record = await service.activate(workspace_id, outcome.record.id)
+            outcome = ApplyOutcome(record, outcome.action)
+        outcomes.append(outcome)
+    return outcomes
+
+
+async def serve_http(settings: Settings, database: Database, host: str, port: int) -> None:
+    """Run the API on ``database`` until interrupted; closes the database afterwards."""
+    app = create_app(settings, database=database)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        await database.dispose()
+
+
+async def apply_to_database(
+    settings: Settings, files: Sequence[WorkflowFile], *, activate: bool
+) -> list[ApplyOutcome]:
+    """``apply``: the embedded default database is migrated first; any other must be current."""
+    database = open_database(settings)
+    try:
+        if settings.database_url is None:
+            await upgrade(database)
+        await require_current_schema(database)
+        return await apply_files(database, settings.workspace_id, files, activate=activate)
+    finally:
+        await database.dispose()
+
+
+async def serve_production(settings: Settings, host: str, port: int) -> None:
+    """``serve``: refuses a database whose schema is not current rather than failing later."""
+    database = open_database(settings)
+    try:
+        await require_current_schema(database)
+    except CampaignflowError:
+        await database.dispose()
+        raise
+    await serve_http(settings, database, host, port)

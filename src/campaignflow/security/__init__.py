@@ -1,0 +1,1 @@
+"""Credentials, tokens and the checks that guard every endpoint."""

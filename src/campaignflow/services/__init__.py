@@ -1,0 +1,1 @@
+"""Use cases shared by every interface: REST, GraphQL and the CLI call the same functions here."""

@@ -1,0 +1,110 @@
+"""The CLI and the server as a user runs them: real subprocesses on free local ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "e2e-token-0123456789abcdefghij"
+STARTUP_SECONDS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNFLOW_")}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "campaignflow", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def output(self) -> str:
+        """Stop the server and return everything it printed."""
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[str], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"server did not answer /healthz within {STARTUP_SECONDS}s")
+
+
+@contextmanager
+def start_server(args: list[str], env: dict[str, str], log: Path) -> Iterator[Server]:
+    """Run the CLI as a server; its output goes to ``log`` (a pipe nobody drains would fill up
+    and block the server)."""
+    port = free_port()
+    with log.open("w", encoding="utf-8") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "campaignflow", *args, "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process, log)
+        yield Server(url, process, log)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    """`campaignflow serve` on a fresh, migrated database."""
+    env = cli_env(CAMPAIGNFLOW_DATABASE_URL=database_url, CAMPAIGNFLOW_API_TOKEN=TOKEN)
+    with start_server(["serve"], env, tmp_path / "server.log") as server:
+        yield server

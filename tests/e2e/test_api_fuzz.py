@@ -1,0 +1,58 @@
+"""Schemathesis against the live server, driven through its own CLI: whatever a client sends, the
+answer is never a 5xx and always conforms to the published OpenAPI document."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import TOKEN, Server
+
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "missing_required_header",
+        "unsupported_method",
+        "ignored_auth",
+        "use_after_free",
+    ]
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_schemathesis_finds_no_server_errors(served: Server, tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{served.url}/api/v1/openapi.json",
+        "--checks",
+        CHECKS,
+        "--header",
+        f"Authorization: Bearer {TOKEN}",
+        "--max-examples",
+        "40",
+        "--seed",
+        "20261128",
+        "--workers",
+        "2",
+        "--generation-database",
+        "none",
+        "--suppress-health-check",
+        "all",
+        "--no-color",
+        "--report-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=360, check=False)
+
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]

@@ -1,0 +1,77 @@
+"""An API client over the real app and a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from campaignflow.api.app import create_app
+from campaignflow.config import Settings
+from campaignflow.store.database import Database
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+def make_settings(workspace_id: str = "default", **overrides: Any) -> Settings:
+    return Settings(
+        mode="production",
+        api_token=SecretStr(TOKEN),
+        workspace_id=workspace_id,
+        database_url="unused://because-the-database-is-handed-in",
+        **overrides,
+    )
+
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def app_client(database: Database) -> ClientFactory:
+    """Open clients on apps sharing ``database`` (e.g. one app per workspace)."""
+
+    @asynccontextmanager
+    async def open_client(
+        settings: Settings | None = None, *, auth: bool = True
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(settings or make_settings(), database=database)
+        headers = {"Authorization": f"Bearer {TOKEN}"} if auth else {}
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", headers=headers
+            ) as http:
+                yield http
+
+    return open_client
+
+
+@pytest.fixture
+async def client(app_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client() as http:
+        yield http
+
+
+def workflow(workflow_id: str = "welcome", name: str = "Welcome", **changes: Any) -> dict[str, Any]:
+    """A small valid definition; ``changes`` replace top-level members."""
+    document: dict[str, Any] = {
+        "workflowId": workflow_id,
+        "name": name,
+        "triggers": [{"type": "api"}],
+        "errorHandling": {"retryPolicy": "none", "maxRetries": 0},
+        "nodes": [
+            {
+                "id": "greet",
+                "type": "action",
+                "config": {"action": "log", "params": {"message": "Hello {{ contact.email }}"}},
+                "next": "done",
+            },
+            {"id": "done", "type": "end"},
+        ],
+    }
+    document.update(changes)
+    return document
