@@ -77,6 +77,7 @@ class Settings(BaseSettings):
         DEFAULT_WORKSPACE_ID, description="Workspace that the API token belongs to."
     )
     api: ApiSettings = Field(default_factory=ApiSettings)
+    access_log: bool = Field(True, description="Log one line per HTTP request.")
 
     @model_validator(mode="after")
     def _page_sizes_consistent(self) -> Settings:

@@ -81,7 +81,14 @@ async def apply_files(
 async def serve_http(settings: Settings, database: Database, host: str, port: int) -> None:
     """Run the API on ``database`` until interrupted; closes the database afterwards."""
     app = create_app(settings, database=database)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=settings.access_log,
+        server_header=False,
+    )
     try:
         await uvicorn.Server(config).serve()
     finally:

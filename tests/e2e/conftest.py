@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._support.servers import free_port, stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token-0123456789abcdefghij"
 STARTUP_SECONDS = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -93,13 +87,7 @@ def start_server(args: list[str], env: dict[str, str], log: Path) -> Iterator[Se
         wait_until_healthy(url, process, log)
         yield Server(url, process, log)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 @pytest.fixture

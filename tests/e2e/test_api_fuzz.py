@@ -43,8 +43,10 @@ def test_schemathesis_finds_no_server_errors(served: Server, tmp_path: Path) -> 
         "40",
         "--seed",
         "20261128",
+        # One worker: with several, schemathesis's generator threads hit a CPython 3.11 bug
+        # ("AST constructor recursion depth mismatch") about one run in three.
         "--workers",
-        "2",
+        "1",
         "--generation-database",
         "none",
         "--suppress-health-check",

@@ -32,7 +32,7 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def require_principal(
+async def require_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:

@@ -1,4 +1,8 @@
-"""Dependencies that hand route handlers the services built by ``create_app``."""
+"""Dependencies that hand route handlers the services built by ``create_app``.
+
+All are ``async def``: FastAPI runs plain ``def`` dependencies in a thread pool, a thread hop per
+request and dependency that costs more than the work they do.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ from campaignflow.config import Settings
 from campaignflow.services.workflows import WorkflowService
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_workflow_service(request: Request) -> WorkflowService:
+async def get_workflow_service(request: Request) -> WorkflowService:
     service: WorkflowService = request.app.state.workflows
     return service
 

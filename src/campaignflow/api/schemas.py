@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from campaignflow.services.workflows import WorkflowStatus
-from campaignflow.store.workflows import VersionRecord, WorkflowRecord
+from campaignflow.store.workflows import VersionRecord, WorkflowRecord, WorkflowSummaryRecord
 
 
 class ApiModel(BaseModel):
@@ -33,7 +33,7 @@ class WorkflowSummary(ApiModel):
     archived_at: datetime | None = None
 
     @classmethod
-    def from_record(cls, record: WorkflowRecord) -> WorkflowSummary:
+    def from_summary(cls, record: WorkflowSummaryRecord) -> WorkflowSummary:
         return cls(**_summary_fields(record))
 
 
@@ -46,7 +46,7 @@ class Workflow(WorkflowSummary):
         return cls(**_summary_fields(record), definition=definition)
 
 
-def _summary_fields(record: WorkflowRecord) -> dict[str, Any]:
+def _summary_fields(record: WorkflowSummaryRecord) -> dict[str, Any]:
     return {
         "workflow_id": record.id,
         "name": record.name,

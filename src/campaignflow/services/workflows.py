@@ -22,7 +22,12 @@ from campaignflow.domain.validation import (
 )
 from campaignflow.domain.workflow import WorkflowDefinition
 from campaignflow.errors import Conflict, InvalidDefinition, NotFound
-from campaignflow.store.workflows import VersionRecord, WorkflowRecord, WorkflowStore
+from campaignflow.store.workflows import (
+    VersionRecord,
+    WorkflowRecord,
+    WorkflowStore,
+    WorkflowSummaryRecord,
+)
 
 
 class WorkflowStatus(StrEnum):
@@ -128,7 +133,7 @@ class WorkflowService:
         name_contains: str | None = None,
         after: str | None = None,
         limit: int = 50,
-    ) -> list[WorkflowRecord]:
+    ) -> list[WorkflowSummaryRecord]:
         return await self.store.list(
             workspace_id,
             status=status.value if status else None,

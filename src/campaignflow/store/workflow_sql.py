@@ -45,6 +45,19 @@ RECORDS = select(
 
 GET_WORKFLOW = RECORDS.where(_IS_WORKFLOW)
 
+# Rows shaped like WorkflowSummaryRecord: lists need no definitions, so they skip the join and
+# the JSON decoding of every definition on the page.
+SUMMARIES = select(
+    workflows.c.workspace_id,
+    workflows.c.id,
+    workflows.c.name,
+    workflows.c.status,
+    workflows.c.latest_version.label("version"),
+    workflows.c.created_at,
+    workflows.c.updated_at,
+    workflows.c.archived_at,
+)
+
 # Why a guarded update changed nothing: does the workflow exist, and in which state?
 GET_STATE = select(workflows.c.status, workflows.c.latest_version).where(_IS_WORKFLOW)
 
@@ -125,12 +138,12 @@ GET_VERSION = select(workflow_versions).where(
 
 
 def list_workflows(status: str | None, name_contains: str | None, after: str | None) -> Select[Any]:
-    """One page of RECORDS in id order (keyset: ids after ``after``); parameter: limit.
+    """One page of SUMMARIES in id order (keyset: ids after ``after``); parameter: limit.
 
     Without ``status``, archived workflows are left out. ``name_contains`` matches the
     case-folded name (``name_search``) with LIKE, its wildcards escaped.
     """
-    statement = RECORDS.where(workflows.c.workspace_id == bindparam("workspace"))
+    statement = SUMMARIES.where(workflows.c.workspace_id == bindparam("workspace"))
     if status is None:
         statement = statement.where(workflows.c.status != ARCHIVED)
     else:

@@ -32,19 +32,25 @@ Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
-class WorkflowRecord:
-    """A workflow with its latest version's definition."""
+class WorkflowSummaryRecord:
+    """A workflow without its definition, as lists return it."""
 
     workspace_id: str
     id: str
     name: str
     status: str
     version: int
-    definition: dict[str, Any]
-    content_hash: str
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord(WorkflowSummaryRecord):
+    """A workflow with its latest version's definition."""
+
+    definition: dict[str, Any]
+    content_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +137,7 @@ class WorkflowStore:
 
     async def get(self, workspace_id: str, workflow_id: str) -> WorkflowRecord:
         """The workflow in any status, with its latest version; :class:`NotFound` otherwise."""
-        async with self._db.connect() as connection:
+        async with self._db.read() as connection:
             return await _fetch_record(connection, workspace_id, workflow_id)
 
     async def list(
@@ -142,7 +148,7 @@ class WorkflowStore:
         name_contains: str | None = None,
         after: str | None = None,
         limit: int = 50,
-    ) -> builtins.list[WorkflowRecord]:
+    ) -> builtins.list[WorkflowSummaryRecord]:
         """Workflows ordered by id, starting after the id ``after`` (keyset pagination).
 
         Archived workflows are listed only when asked for with ``status="archived"``.
@@ -154,9 +160,9 @@ class WorkflowStore:
         _check_limit(limit)
         statement = sql.list_workflows(status, name_contains, after)
         params = {"workspace": workspace_id, "limit": limit}
-        async with self._db.connect() as connection:
+        async with self._db.read() as connection:
             rows = (await connection.execute(statement, params)).all()
-        return [WorkflowRecord(**row._mapping) for row in rows]
+        return [WorkflowSummaryRecord(**row._mapping) for row in rows]
 
     async def add_version(
         self,

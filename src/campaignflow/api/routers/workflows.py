@@ -101,7 +101,7 @@ async def list_workflows(
     page = records[:size]
     next_cursor = encode_cursor(page[-1].id) if len(records) > size else None
     return WorkflowPage(
-        items=[WorkflowSummary.from_record(r) for r in page], next_cursor=next_cursor
+        items=[WorkflowSummary.from_summary(r) for r in page], next_cursor=next_cursor
     )
 
 
