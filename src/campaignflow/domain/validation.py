@@ -134,8 +134,12 @@ def canonical_document(definition: WorkflowDefinition) -> dict[str, Any]:
 
 def content_hash(definition: WorkflowDefinition) -> str:
     """SHA-256 (hex) of the canonical document's sorted-key JSON: equal content, equal hash."""
-    payload = orjson.dumps(canonical_document(definition), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(payload).hexdigest()
+    return canonical_hash(canonical_document(definition))
+
+
+def canonical_hash(canonical: Mapping[str, Any]) -> str:
+    """:func:`content_hash` of a document already in canonical form (saves dumping it twice)."""
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _sorted_keys(value: Any) -> Any:

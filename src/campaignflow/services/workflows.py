@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from campaignflow.domain.actions import ActionCatalog
 from campaignflow.domain.problems import Problem, document_order
 from campaignflow.domain.validation import (
-    ValidationResult,
     canonical_document,
-    content_hash,
+    canonical_hash,
     validate_definition,
 )
 from campaignflow.domain.workflow import WorkflowDefinition
@@ -61,22 +59,29 @@ class WorkflowService:
     store: WorkflowStore
     catalog: ActionCatalog | None = None
 
-    def validate(self, document: object) -> WorkflowDefinition:
-        """Return the typed definition or raise :class:`InvalidDefinition` with every problem."""
-        result: ValidationResult = validate_definition(document, catalog=self.catalog)
-        if result.definition is None or not result.ok:
-            raise InvalidDefinition(result.problems)
+    def validate(self, document: object, *, workflow_id: str | None = None) -> WorkflowDefinition:
+        """Return the typed definition or raise :class:`InvalidDefinition` with every problem.
+
+        With ``workflow_id`` (an update of that resource) the document's ``workflowId`` must
+        match it: a workflow cannot be moved to another id.
+        """
+        result = validate_definition(document, catalog=self.catalog)
+        problems = list(result.problems)
+        if workflow_id is not None and _mismatched_id(document, workflow_id):
+            problems.append(
+                Problem(
+                    ("workflowId",),
+                    f"must equal the id in the URL ({workflow_id!r}); "
+                    "a workflow cannot be renamed to another id",
+                    "id_mismatch",
+                )
+            )
+        if problems or result.definition is None:
+            raise InvalidDefinition(sorted(problems, key=document_order))
         return result.definition
 
     async def create(self, workspace_id: str, document: object) -> WorkflowRecord:
-        definition = self.validate(document)
-        return await self.store.create(
-            workspace_id,
-            definition.workflow_id,
-            name=definition.name,
-            definition=canonical_document(definition),
-            content_hash=content_hash(definition),
-        )
+        return await self._insert(workspace_id, self.validate(document))
 
     async def update(
         self,
@@ -93,21 +98,9 @@ class WorkflowService:
         :class:`PreconditionFailed` even when the content is unchanged, so a client never
         mistakes someone else's edit for its own.
         """
-        definition = self._validate_for_path(workflow_id, document)
+        definition = self.validate(document, workflow_id=workflow_id)
         current = await self.store.get(workspace_id, workflow_id)
-        _refuse_archived(current, "update")
-        digest = content_hash(definition)
-        if digest == current.content_hash and expected_version in (None, current.version):
-            return current, False
-        record = await self.store.add_version(
-            workspace_id,
-            workflow_id,
-            name=definition.name,
-            definition=canonical_document(definition),
-            content_hash=digest,
-            expected_version=expected_version,
-        )
-        return record, True
+        return await self._publish(current, definition, expected_version)
 
     async def apply(self, workspace_id: str, document: object) -> ApplyOutcome:
         """Create or update from a file, idempotently (configuration as code)."""
@@ -115,12 +108,44 @@ class WorkflowService:
         try:
             current = await self.store.get(workspace_id, definition.workflow_id)
         except NotFound:
-            record = await self.create(workspace_id, document)
+            record = await self._insert(workspace_id, definition)
             return ApplyOutcome(record, ApplyAction.CREATED)
         if current.status == WorkflowStatus.ARCHIVED:
             raise Conflict(f"Workflow {current.id!r} is archived; choose another workflowId.")
-        record, changed = await self.update(workspace_id, current.id, document)
+        record, changed = await self._publish(current, definition, None)
         return ApplyOutcome(record, ApplyAction.UPDATED if changed else ApplyAction.UNCHANGED)
+
+    async def _insert(self, workspace_id: str, definition: WorkflowDefinition) -> WorkflowRecord:
+        canonical = canonical_document(definition)
+        return await self.store.create(
+            workspace_id,
+            definition.workflow_id,
+            name=definition.name,
+            definition=canonical,
+            content_hash=canonical_hash(canonical),
+        )
+
+    async def _publish(
+        self,
+        current: WorkflowRecord,
+        definition: WorkflowDefinition,
+        expected_version: int | None,
+    ) -> tuple[WorkflowRecord, bool]:
+        """Add ``definition`` as the next version of ``current`` unless it is the same content."""
+        _refuse_archived(current, "update")
+        canonical = canonical_document(definition)
+        digest = canonical_hash(canonical)
+        if digest == current.content_hash and expected_version in (None, current.version):
+            return current, False
+        record = await self.store.add_version(
+            current.workspace_id,
+            current.id,
+            name=definition.name,
+            definition=canonical,
+            content_hash=digest,
+            expected_version=expected_version,
+        )
+        return record, True
 
     async def get(self, workspace_id: str, workflow_id: str) -> WorkflowRecord:
         return await self.store.get(workspace_id, workflow_id)
@@ -175,25 +200,10 @@ class WorkflowService:
             allowed_from=[status.value for status in allowed_from],
         )
 
-    def _validate_for_path(self, workflow_id: str, document: object) -> WorkflowDefinition:
-        """Validate, and require the document's ``workflowId`` to match the resource's id."""
-        result = validate_definition(document, catalog=self.catalog)
-        problems = list(result.problems)
-        if isinstance(document, Mapping) and _mismatched_id(document, workflow_id):
-            problems.append(
-                Problem(
-                    ("workflowId",),
-                    f"must equal the id in the URL ({workflow_id!r}); "
-                    "a workflow cannot be renamed to another id",
-                    "id_mismatch",
-                )
-            )
-        if problems or result.definition is None:
-            raise InvalidDefinition(sorted(problems, key=document_order))
-        return result.definition
 
-
-def _mismatched_id(document: Mapping[str, Any], workflow_id: str) -> bool:
+def _mismatched_id(document: object, workflow_id: str) -> bool:
+    if not isinstance(document, Mapping):
+        return False
     value = document.get("workflowId")
     return isinstance(value, str) and value != workflow_id
 
