@@ -18,7 +18,7 @@ from campaignflow.errors import CampaignflowError, ConfigurationError
 from campaignflow.security.credentials import BootstrapToken, ensure_bootstrap_token
 from campaignflow.services.workflows import ApplyOutcome, WorkflowService
 from campaignflow.store.database import Database
-from campaignflow.store.migrate import current_revision, head_revision, upgrade
+from campaignflow.store.migrate import head_revision, schema_mismatch, upgrade
 from campaignflow.store.workflows import WorkflowStore
 from campaignflow.workflow_files import WorkflowFile
 
@@ -53,12 +53,9 @@ async def migrate(settings: Settings) -> str:
 
 
 async def require_current_schema(database: Database) -> None:
-    revision = await current_revision(database)
-    if revision != head_revision():
-        raise ConfigurationError(
-            f"The database schema is at {revision or 'no revision'}, this release needs "
-            f"{head_revision()}: run `campaignflow migrate` first."
-        )
+    mismatch = await schema_mismatch(database)
+    if mismatch is not None:
+        raise ConfigurationError(mismatch)
 
 
 async def apply_files(

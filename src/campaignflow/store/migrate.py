@@ -56,6 +56,18 @@ async def current_revision(db: Database) -> str | None:
         return await connection.run_sync(_current_revision)
 
 
+async def schema_mismatch(db: Database) -> str | None:
+    """Why the database's schema is not the one this release needs; ``None`` when it is."""
+    revision = await current_revision(db)
+    head = head_revision()
+    if revision == head:
+        return None
+    return (
+        f"The database schema is at {revision or 'no revision'}, this release needs {head}: "
+        "run `campaignflow migrate`"
+    )
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(alembic_config(connection), revision)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from campaignflow.store.database import Database
+from campaignflow.store.migrate import downgrade, upgrade
 from tests.integration.api.conftest import ClientFactory, make_settings, workflow
 
 PROBLEM = "application/problem+json"
@@ -297,3 +299,17 @@ async def test_a_bad_body_is_reported_before_a_bad_if_match(client: httpx.AsyncC
     assert invalid.status_code == 422
     assert foreign.status_code == 412
     assert (await client.get("/api/v1/workflows/welcome")).json()["version"] == 1
+
+
+async def test_readiness_fails_until_the_schema_is_migrated(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    await downgrade(database, "base")
+
+    not_ready = await client.get("/readyz")
+    await upgrade(database)
+    ready = await client.get("/readyz")
+
+    assert not_ready.status_code == 503
+    assert "campaignflow migrate" in not_ready.json()["checks"]["database"]
+    assert ready.status_code == 200

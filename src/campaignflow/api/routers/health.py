@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from campaignflow.api.schemas import Health
 from campaignflow.errors import StorageError
 from campaignflow.store.database import Database
-from campaignflow.store.migrate import current_revision, head_revision
+from campaignflow.store.migrate import schema_mismatch
 
 router = APIRouter(tags=["health"])
 
@@ -24,13 +24,10 @@ async def healthz() -> Health:
 async def _database_check(database: Database) -> str:
     try:
         await database.ping()
-        revision = await current_revision(database)
+        mismatch = await schema_mismatch(database)
     except StorageError as exc:
         return f"unavailable: {exc.message}"
-    if revision != head_revision():
-        expected = head_revision()
-        return f"schema at {revision or 'none'}, expected {expected}: run `campaignflow migrate`"
-    return "ok"
+    return mismatch or "ok"
 
 
 @router.get(
