@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from campaignflow.config import Settings
+from campaignflow.api.deps import AppSettings
 from campaignflow.errors import Unauthenticated
 from campaignflow.security.credentials import tokens_match
 
@@ -27,16 +27,10 @@ class Principal:
     workspace_id: str
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def require_principal(
-    request: Request,
+    settings: AppSettings,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    settings = _settings(request)
     expected = settings.api_token.get_secret_value() if settings.api_token else None
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("Send 'Authorization: Bearer <token>'.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TypeVar
 
@@ -19,6 +20,7 @@ from campaignflow.api.problems import ProblemError
 _VERSION = 1
 
 K = TypeVar("K", str, int)
+R = TypeVar("R")
 
 
 def encode_cursor(key: str | int) -> str:
@@ -48,3 +50,14 @@ def decode_cursor(cursor: str | None, key_type: type[K]) -> K | None:
     if type(key) is not key_type:
         raise _invalid()
     return key
+
+
+def page_of(
+    rows: Sequence[R], size: int, key: Callable[[R], str | int]
+) -> tuple[list[R], str | None]:
+    """Split ``size + 1`` fetched rows into one page and the cursor of the next (``None``: last).
+
+    Fetching one row more than the page tells whether another page exists without a count.
+    """
+    page = list(rows[:size])
+    return page, encode_cursor(key(page[-1])) if len(rows) > size else None

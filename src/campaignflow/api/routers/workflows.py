@@ -11,7 +11,7 @@ from campaignflow.api.auth import CurrentPrincipal
 from campaignflow.api.body import read_json
 from campaignflow.api.deps import AppSettings, Workflows
 from campaignflow.api.etags import if_none_match_hits, stale, versions_in_if_match
-from campaignflow.api.pagination import decode_cursor, encode_cursor
+from campaignflow.api.pagination import decode_cursor, page_of
 from campaignflow.api.schemas import (
     ProblemDetail,
     VersionPage,
@@ -21,6 +21,7 @@ from campaignflow.api.schemas import (
     WorkflowVersion,
     etag_for,
 )
+from campaignflow.config import Settings
 from campaignflow.services.workflows import WorkflowService, WorkflowStatus
 from campaignflow.store.workflows import WorkflowRecord
 
@@ -44,6 +45,10 @@ Limit = Annotated[int | None, Query(ge=1, le=500, description="Page size (defaul
 Cursor = Annotated[
     str | None, Query(max_length=200, description="`nextCursor` of the previous page.")
 ]
+
+
+def _page_size(limit: int | None, settings: Settings) -> int:
+    return min(limit or settings.api.page_size_default, settings.api.page_size_max)
 
 
 def _with_etag(response: Response, record: WorkflowRecord) -> Workflow:
@@ -90,7 +95,7 @@ async def list_workflows(
     cursor: Cursor = None,
 ) -> WorkflowPage:
     """List workflows ordered by id; archived ones only with `status=archived`."""
-    size = min(limit or settings.api.page_size_default, settings.api.page_size_max)
+    size = _page_size(limit, settings)
     records = await service.list_workflows(
         principal.workspace_id,
         status=status,
@@ -98,8 +103,7 @@ async def list_workflows(
         after=decode_cursor(cursor, str),
         limit=size + 1,
     )
-    page = records[:size]
-    next_cursor = encode_cursor(page[-1].id) if len(records) > size else None
+    page, next_cursor = page_of(records, size, lambda record: record.id)
     return WorkflowPage(
         items=[WorkflowSummary.from_summary(r) for r in page], next_cursor=next_cursor
     )
@@ -193,13 +197,12 @@ async def list_versions(
     cursor: Cursor = None,
 ) -> VersionPage:
     """Every published version, oldest first."""
-    size = min(limit or settings.api.page_size_default, settings.api.page_size_max)
+    size = _page_size(limit, settings)
     after = decode_cursor(cursor, int)
     records = await service.versions(
         principal.workspace_id, workflow_id, after=after, limit=size + 1
     )
-    page = records[:size]
-    next_cursor = encode_cursor(page[-1].version) if len(records) > size else None
+    page, next_cursor = page_of(records, size, lambda record: record.version)
     return VersionPage(
         items=[WorkflowVersion.from_record(r) for r in page], next_cursor=next_cursor
     )
