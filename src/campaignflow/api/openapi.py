@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from campaignflow import __version__
-from campaignflow.domain.workflow import WorkflowDefinition
+from campaignflow.domain.json_schema import definition_json_schema
 
 DESCRIPTION = (
     "REST API of campaignflow. Authenticate with `Authorization: Bearer <token>`. "
@@ -20,9 +20,7 @@ DESCRIPTION = (
 
 
 def _definition_schemas() -> dict[str, Any]:
-    schema = WorkflowDefinition.model_json_schema(
-        by_alias=True, mode="validation", ref_template="#/components/schemas/{model}"
-    )
+    schema = definition_json_schema(ref_template="#/components/schemas/{model}")
     definitions: dict[str, Any] = schema.pop("$defs", {})
     return {**definitions, "WorkflowDefinition": schema}
 

@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic.json_schema import GenerateJsonSchema
-
-from campaignflow.domain.workflow import WorkflowDefinition
+from campaignflow.domain.json_schema import definition_json_schema
 
 SCHEMA_ID = "urn:campaignflow:schema:workflow-definition:1"
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -26,18 +24,9 @@ OPENAPI_FILE = "openapi.json"
 DEFAULT_DIRECTORY = Path("docs")
 
 
-class _WorkflowSchemaGenerator(GenerateJsonSchema):
-    """Pydantic's generator without per-field titles (``"Onerror"`` helps nobody)."""
-
-    def field_title_should_be_set(self, schema: Any) -> bool:
-        return False
-
-
 def workflow_schema() -> dict[str, Any]:
     """The JSON Schema of a workflow definition document."""
-    generated = WorkflowDefinition.model_json_schema(
-        by_alias=True, mode="validation", schema_generator=_WorkflowSchemaGenerator
-    )
+    generated = definition_json_schema()
     generated.pop("title", None)
     return {
         "$schema": SCHEMA_DIALECT,
