@@ -50,6 +50,10 @@ def _check(file: WorkflowFile) -> WorkflowFile:
     return WorkflowFile(file.path, file.document, result.problems)
 
 
+def _check_folder(directory: Path) -> list[WorkflowFile]:
+    return [_check(file) for file in load_all(discover(directory))]
+
+
 def _print_report(files: list[WorkflowFile], *, as_json: bool) -> None:
     if as_json:
         report = [
@@ -102,7 +106,7 @@ def apply(
     Nothing is written unless every file is valid. With no CAMPAIGNFLOW_DATABASE_URL this works
     on the embedded SQLite database and migrates it first.
     """
-    checked = [_check(f) for f in load_all(discover(directory))]
+    checked = _check_folder(directory)
     if not checked:
         err.print(f"[red]error:[/red] no workflow files in {directory}")
         raise typer.Exit(2)
@@ -179,7 +183,7 @@ async def _up(setup: EmbeddedSetup, host: str, port: int, examples: Path | None)
     database = runtime.open_database(settings)
     await upgrade(database)
     if examples is not None:
-        files = [_check(f) for f in load_all(discover(examples))]
+        files = _check_folder(examples)
         valid = [f for f in files if not f.problems]
         _print_report([f for f in files if f.problems], as_json=False)
         outcomes = await runtime.apply_files(database, settings.workspace_id, valid, activate=False)
