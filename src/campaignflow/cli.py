@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +19,13 @@ from campaignflow.errors import CampaignflowError
 from campaignflow.workflow_files import WorkflowFile, discover, load, load_all
 
 if TYPE_CHECKING:
+    from campaignflow.engine.model import StepEntry
+    from campaignflow.engine.simulator import (
+        EventReport,
+        Scenario,
+        SimulatedMessage,
+        SimulationResult,
+    )
     from campaignflow.runtime import EmbeddedSetup
 
 # Commands import what they need when they run (see the per-file ruff setting): `validate` and
@@ -155,6 +164,17 @@ def serve(host: Host = "127.0.0.1", port: Port = 8080) -> None:
 
 
 @app.command()
+def worker() -> None:
+    """Run the engine: executions, timers, retries (production; run as many as you need)."""
+    from campaignflow import runtime
+
+    try:
+        asyncio.run(runtime.serve_worker(get_settings()))
+    except CampaignflowError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
 def up(
     host: Host = "127.0.0.1",
     port: Port = 8080,
@@ -189,7 +209,7 @@ async def _up(setup: EmbeddedSetup, host: str, port: int, examples: Path | None)
         outcomes = await runtime.apply_files(database, settings.workspace_id, valid, activate=False)
         out.print(f"loaded {len(outcomes)} workflow(s) from {examples}")
     _print_banner(setup, host, port)
-    await runtime.serve_http(settings, database, host, port)
+    await runtime.serve_http(settings, database, host, port, with_worker=True)
 
 
 def _print_banner(setup: EmbeddedSetup, host: str, port: int) -> None:
@@ -205,6 +225,199 @@ def _print_banner(setup: EmbeddedSetup, host: str, port: int) -> None:
         note = f"{note}; kept in {setup.token.path}"
         out.print(f"  API token  {token}  ({note})")
     out.print(f'  try        curl -H "Authorization: Bearer {token}" {base}/api/v1/workflows\n')
+
+
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(help="Workflow file (.json, .yaml).")],
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events",
+            help="Scenario file (JSON or YAML): contact, input, timed events, action overrides; "
+            "a bare list is the events.",
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Dry-run a workflow on a virtual clock: every step, branch, wait and message; nothing sent.
+
+    Exit 1 if the workflow is invalid, 2 if the scenario is.
+    """
+    from campaignflow.engine import simulator
+
+    workflow = _check(load(file))
+    if workflow.problems or not isinstance(workflow.document, Mapping):
+        _print_report([workflow], as_json=json_output)
+        raise typer.Exit(1)
+    scenario = _read_scenario(events, as_json=json_output)
+    try:
+        result = asyncio.run(simulator.simulate(workflow.document, scenario))
+    except simulator.InvalidScenario as exc:
+        _print_report(
+            [WorkflowFile(events or file, None, tuple(exc.problems))], as_json=json_output
+        )
+        raise typer.Exit(2) from exc
+    if json_output:
+        sys.stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    _print_simulation(result)
+
+
+def _read_scenario(path: Path | None, *, as_json: bool) -> Scenario:
+    from campaignflow.engine.simulator import InvalidScenario, Scenario, parse_scenario
+
+    if path is None:
+        return Scenario()
+    file = load(path)
+    problems = file.problems
+    if not problems:
+        try:
+            return parse_scenario(file.document)
+        except InvalidScenario as exc:
+            problems = tuple(exc.problems)
+    _print_report([WorkflowFile(path, file.document, problems)], as_json=as_json)
+    raise typer.Exit(2)
+
+
+_FIXED_COLUMNS = frozenset({"time", "elapsed", "type", "status"})
+_PIPE_WIDTH = 200
+_STATUS_STYLES = {
+    "completed": "green",
+    "failed": "red",
+    "timed_out": "yellow",
+    "retrying": "yellow",
+}
+
+
+def _print_simulation(result: SimulationResult) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out.print(
+        f"[bold]dry-run[/bold] {escape(result.workflow_id)} for {escape(result.subject)} from "
+        f"{_clock(result.start)} UTC [dim](virtual time; nothing was sent)[/dim]"
+    )
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for name in ("time", "elapsed", "node", "type", "branch", "status", "detail"):
+        table.add_column(name, no_wrap=name in _FIXED_COLUMNS, overflow="fold")
+    for row in _simulation_rows(result):
+        table.add_row(*row)
+    # A terminal folds the long columns to fit; a pipe or a file gets them in full.
+    wide = out if out.is_terminal else Console(highlight=False, width=_PIPE_WIDTH)
+    wide.print(table)
+    out.print(_simulation_summary(result))
+    for wait in result.waits:
+        until = f" until {_clock(wait.expires_at)}" if wait.expires_at else ""
+        out.print(f"  open wait: {escape(wait.node_id)} for {escape(wait.event_name)}{until}")
+    for letter in result.dead_letters:
+        error = letter.errors[-1].get("message", "") if letter.errors else ""
+        out.print(
+            f"  [red]dead letter[/red]: {escape(letter.node_id)}: {escape(_first_line(error))}"
+        )
+
+
+def _simulation_rows(result: SimulationResult) -> Iterator[tuple[str, ...]]:
+    """The path, with each of the scenario's events placed where it was offered."""
+    events = sorted(result.events, key=lambda event: event.after_step)
+    calls = result.calls()
+    position = 0
+    for step in [None, *result.path]:
+        if step is not None:
+            yield _step_row(result, step, calls.get(step.seq))
+        seq = 0 if step is None else step.seq
+        while position < len(events) and events[position].after_step <= seq:
+            yield _event_row(result, events[position])
+            position += 1
+
+
+def _step_row(
+    result: SimulationResult, step: StepEntry, call: SimulatedMessage | None
+) -> tuple[str, ...]:
+    from rich.markup import escape
+
+    status = str(step.status)
+    style = _STATUS_STYLES.get(status, "white")
+    return (
+        _clock(step.finished_at),
+        _elapsed(step.finished_at - result.start),
+        escape(step.node_id),
+        step.node_type,
+        escape(step.token.lstrip("/")),
+        f"[{style}]{status}[/{style}]",
+        escape(_step_detail(step.output, step.error, call)),
+    )
+
+
+def _event_row(result: SimulationResult, event: EventReport) -> tuple[str, ...]:
+    from rich.markup import escape
+
+    detail = f"taken by {event.node_id}" if event.matched else (event.reason or "")
+    return (
+        _clock(event.at),
+        _elapsed(event.at - result.start),
+        escape(event.name),
+        "event",
+        escape((event.branch or "").lstrip("/")),
+        "[cyan]taken[/cyan]" if event.matched else "[dim]ignored[/dim]",
+        escape(detail),
+    )
+
+
+def _step_detail(
+    output: object, error: dict[str, object] | None, call: SimulatedMessage | None
+) -> str:
+    parts = []
+    if call is not None:
+        parts.append(f"{call.action} → {call.target}" if call.target else call.action)
+    if error is not None:
+        parts.append(_first_line(error.get("message", "")))
+    elif isinstance(output, Mapping) and call is None:
+        shown = {key: output[key] for key in ("next", "variant", "until", "name") if key in output}
+        parts.extend(f"{key}: {value}" for key, value in shown.items())
+    return "; ".join(parts)
+
+
+def _simulation_summary(result: SimulationResult) -> str:
+    style = _STATUS_STYLES.get(result.status, "yellow")
+    sent = sum(1 for message in result.messages if message.error is None)
+    taken = sum(1 for event in result.events if event.matched)
+    facts = [
+        f"[{style}]{result.status}[/{style}]",
+        f"{len(result.path)} step(s)",
+        f"{sent} message(s) would be sent",
+        f"{taken} of {len(result.events)} event(s) taken",
+    ]
+    if result.finished_at is not None:
+        facts[0] += f" at {_clock(result.finished_at)}"
+    if result.truncated:
+        facts.append("[yellow]truncated: step limit reached[/yellow]")
+    elif result.horizon_reached:
+        facts.append(f"stopped at the horizon ({_clock(result.simulated_until)})")
+    return " · ".join(facts)
+
+
+def _first_line(text: object) -> str:
+    return str(text).strip().split("\n", 1)[0]
+
+
+def _clock(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _elapsed(delta: timedelta) -> str:
+    """``+1d4h``, ``+30s``, ``+1m10.5s``: virtual time since the start."""
+    days, rest = divmod(round(delta.total_seconds() * 1000), 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, millis = divmod(rest, 60_000)
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    if millis or not any(parts):
+        parts.append(f"{millis / 1000:g}s")
+    return "+" + "".join(parts)
 
 
 @app.command()

@@ -8,12 +8,14 @@ starts, never at import time, so tests and the CLI can hand in their own.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from campaignflow.engine.options import WorkerOptions
 from campaignflow.errors import ConfigurationError
 
 DEFAULT_WORKSPACE_ID = "default"
@@ -39,6 +41,29 @@ class ApiSettings(BaseModel):
     page_size_max: int = Field(
         500, ge=1, le=5000, description="Largest page size a client may ask."
     )
+
+
+class WorkerSettings(BaseModel):
+    """How a worker claims and runs tasks."""
+
+    batch_size: int = Field(256, ge=1, le=5000, description="Tasks claimed per batch.")
+    lanes: int = Field(
+        4, ge=1, le=64, description="Batches in flight per worker process (1 on SQLite)."
+    )
+    lease_seconds: float = Field(
+        60, ge=5, le=3600, description="How long a claimed task is reserved for its worker."
+    )
+    max_idle_seconds: float = Field(
+        5, gt=0, le=300, description="Longest sleep between looks at the queue when idle."
+    )
+
+    def options(self) -> WorkerOptions:
+        return WorkerOptions(
+            batch_size=self.batch_size,
+            lanes=self.lanes,
+            lease=timedelta(seconds=self.lease_seconds),
+            max_idle=timedelta(seconds=self.max_idle_seconds),
+        )
 
 
 class Settings(BaseSettings):
@@ -77,6 +102,7 @@ class Settings(BaseSettings):
         DEFAULT_WORKSPACE_ID, description="Workspace that the API token belongs to."
     )
     api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     access_log: bool = Field(True, description="Log one line per HTTP request.")
 
     @model_validator(mode="after")

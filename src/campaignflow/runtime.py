@@ -6,6 +6,9 @@ can be driven from tests without a terminal.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +17,7 @@ from pydantic import SecretStr
 
 from campaignflow.api.app import create_app
 from campaignflow.config import Settings
+from campaignflow.engine.runtime import Engine, builtin_executors
 from campaignflow.errors import CampaignflowError, ConfigurationError
 from campaignflow.security.credentials import BootstrapToken, ensure_bootstrap_token
 from campaignflow.services.workflows import ApplyOutcome, WorkflowService
@@ -75,9 +79,16 @@ async def apply_files(
     return outcomes
 
 
-async def serve_http(settings: Settings, database: Database, host: str, port: int) -> None:
-    """Run the API on ``database`` until interrupted; closes the database afterwards."""
-    app = create_app(settings, database=database)
+async def serve_http(
+    settings: Settings, database: Database, host: str, port: int, *, with_worker: bool = False
+) -> None:
+    """Run the API on ``database`` until interrupted; closes the database afterwards.
+
+    ``with_worker`` (embedded mode) runs a worker in the same process, sharing the engine's
+    wake-up, so an execution started through the API begins at once.
+    """
+    engine = Engine.on(database)
+    app = create_app(settings, database=database, engine=engine)
     config = uvicorn.Config(
         app,
         host=host,
@@ -86,8 +97,47 @@ async def serve_http(settings: Settings, database: Database, host: str, port: in
         access_log=settings.access_log,
         server_header=False,
     )
+    worker_task = None
+    if with_worker:
+        worker_task = asyncio.create_task(run_worker_on(engine, settings))
     try:
         await uvicorn.Server(config).serve()
+    finally:
+        if worker_task is not None:
+            worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+        await engine.wakeup.aclose()
+        await database.dispose()
+
+
+async def run_worker_on(engine: Engine, settings: Settings) -> None:
+    """Run a worker until cancelled or signalled; the batch in hand is finished and committed
+    before it returns, so a graceful stop leaves no lease to expire."""
+    executors, http = builtin_executors()
+    worker = engine.worker(executors, settings.worker.options())
+    try:
+        await worker.run_until_cancelled()
+    finally:
+        await http.aclose()
+
+
+async def serve_worker(settings: Settings) -> None:
+    """``worker``: run the engine and its timers on the configured database until SIGTERM/SIGINT."""
+    database = open_database(settings)
+    try:
+        await require_current_schema(database)
+        engine = Engine.on(database)
+        executors, http = builtin_executors()
+        worker = engine.worker(executors, settings.worker.options())
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        try:
+            await worker.run()
+        finally:
+            await http.aclose()
+            await engine.wakeup.aclose()
     finally:
         await database.dispose()
 

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from campaignflow.config import Settings
+from campaignflow.services.executions import ExecutionService
 from campaignflow.services.workflows import WorkflowService
 
 
@@ -24,5 +25,11 @@ async def get_workflow_service(request: Request) -> WorkflowService:
     return service
 
 
+async def get_execution_service(request: Request) -> ExecutionService:
+    service: ExecutionService = request.app.state.executions
+    return service
+
+
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 Workflows = Annotated[WorkflowService, Depends(get_workflow_service)]
+Executions = Annotated[ExecutionService, Depends(get_execution_service)]

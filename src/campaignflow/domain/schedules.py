@@ -110,7 +110,7 @@ def check_timezone(name: str) -> ZoneInfo:
         raise InvalidTimeZone(f"{name!r} is not an IANA time zone name (e.g. Europe/Berlin)")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: 'America', long
         raise InvalidTimeZone(
             f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin or UTC"
         ) from exc

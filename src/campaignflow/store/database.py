@@ -264,4 +264,6 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: object) -> None:
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
+    # one failing with SQLITE_BUSY when it upgrades a read snapshot that went stale (WAL mode).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

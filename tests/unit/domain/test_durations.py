@@ -44,7 +44,7 @@ def test_parse_reads_every_component(sample: tuple[str, dict[str, int]]) -> None
 
 
 @given(
-    years=small,
+    years=st.integers(0, 8),  # with 11 months and 200 days: under the 10-year maximum
     months=st.integers(0, 11),
     seconds=st.integers(0, 200 * 86_400),
     micros=st.integers(0, 999_999),

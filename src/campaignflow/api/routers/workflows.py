@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from campaignflow.api.auth import CurrentPrincipal
 from campaignflow.api.body import read_json
-from campaignflow.api.deps import AppSettings, Workflows
+from campaignflow.api.deps import AppSettings, Executions, Workflows
 from campaignflow.api.etags import if_none_match_hits, stale, versions_in_if_match
 from campaignflow.api.pagination import decode_cursor, page_of
 from campaignflow.api.schemas import (
@@ -22,6 +22,7 @@ from campaignflow.api.schemas import (
     etag_for,
 )
 from campaignflow.config import Settings
+from campaignflow.services.executions import InFlightPolicy
 from campaignflow.services.workflows import WorkflowService, WorkflowStatus
 from campaignflow.store.workflows import WorkflowRecord
 
@@ -161,14 +162,26 @@ async def update_workflow(
     principal: CurrentPrincipal,
     service: Workflows,
     settings: AppSettings,
+    executions: Executions,
     if_match: Annotated[str | None, Header(description="ETag last read; 412 if stale.")] = None,
+    in_flight: Annotated[
+        InFlightPolicy,
+        Query(
+            alias="inFlight",
+            description="What running executions of older versions do when this creates a new "
+            "version: `finish` on the version they started on (default) or `exit` now "
+            "(they become cancelled).",
+        ),
+    ] = InFlightPolicy.FINISH,
 ) -> Workflow:
     """Publish a new version; an unchanged definition creates none and returns the current."""
     document = await read_json(request, limit=settings.api.max_body_bytes)
     expected = await _expected_version(service, principal.workspace_id, workflow_id, if_match)
-    record, _ = await service.update(
+    record, changed = await service.update(
         principal.workspace_id, workflow_id, document, expected_version=expected
     )
+    if changed and in_flight is InFlightPolicy.EXIT:
+        await executions.exit_older_versions(principal.workspace_id, workflow_id, record.version)
     return _with_etag(response, record)
 
 

@@ -1,0 +1,229 @@
+"""``/api/v1/workflows/{id}/execute`` and ``/api/v1/executions``: thin translations from HTTP
+onto :class:`ExecutionService`."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from pydantic import ValidationError
+
+from campaignflow.api.auth import CurrentPrincipal
+from campaignflow.api.body import read_json
+from campaignflow.api.deps import AppSettings, Executions
+from campaignflow.api.execution_schemas import (
+    ExecuteRequest,
+    Execution,
+    ExecutionDetail,
+    ExecutionPage,
+)
+from campaignflow.api.pagination import decode_cursor, page_of
+from campaignflow.api.problems import ProblemError
+from campaignflow.api.schemas import ProblemDetail
+from campaignflow.config import Settings
+from campaignflow.domain.pydantic_problems import problems_from_error
+from campaignflow.engine.model import ExecutionStatus
+
+_PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {**_PROBLEM, "description": HTTPStatus(code).phrase} for code in codes}
+
+
+router = APIRouter(tags=["executions"], responses=problem_responses(400, 401, 404))
+
+ExecutionId = Annotated[str, Path(max_length=64, description="The execution's id.")]
+Limit = Annotated[int | None, Query(ge=1, le=500, description="Page size (default 50).")]
+Cursor = Annotated[
+    str | None, Query(max_length=200, description="`nextCursor` of the previous page.")
+]
+_INSTANT = {"format": "date-time"}
+CreatedFrom = Annotated[
+    str | None,
+    Query(
+        alias="createdFrom",
+        max_length=64,
+        description="Only executions created at or after this RFC 3339 instant (with offset).",
+        json_schema_extra=_INSTANT,
+    ),
+]
+CreatedTo = Annotated[
+    str | None,
+    Query(
+        alias="createdTo",
+        max_length=64,
+        description="Only executions created before this RFC 3339 instant (with offset).",
+        json_schema_extra=_INSTANT,
+    ),
+]
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_EXECUTE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ExecuteRequest.model_json_schema(by_alias=True)}
+        },
+    }
+}
+
+
+def page_size(limit: int | None, settings: Settings) -> int:
+    return min(limit or settings.api.page_size_default, settings.api.page_size_max)
+
+
+def _instant(value: str | None, parameter: str) -> datetime | None:
+    """An RFC 3339 date-time with an offset, in UTC; anything else is a 400 naming it."""
+    if value is None:
+        return None
+    try:
+        if not _RFC3339.fullmatch(value):
+            raise ValueError(value)
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ProblemError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid-request",
+            f"{parameter} is not an RFC 3339 date-time with a time zone offset.",
+            problems=[
+                {
+                    "parameter": parameter,
+                    "in": "query",
+                    "detail": "must be an RFC 3339 date-time with an offset, "
+                    "e.g. 2026-03-27T08:00:00Z",
+                    "code": "invalid",
+                }
+            ],
+        ) from exc
+
+
+def _execute_request(document: object) -> ExecuteRequest:
+    try:
+        return ExecuteRequest.model_validate(document)
+    except ValidationError as exc:
+        problems = problems_from_error(exc, document, vocabulary=("subject", "input", "contact"))
+        raise ProblemError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            f"The request body has {len(problems)} problem(s).",
+            problems=[problem.to_dict() for problem in problems],
+        ) from exc
+
+
+@router.post(
+    "/workflows/{workflow_id}/execute",
+    status_code=HTTPStatus.CREATED,
+    response_model=Execution,
+    openapi_extra=_EXECUTE_BODY,
+    responses={
+        200: {"model": Execution, "description": "A repeat of a call with this Idempotency-Key."},
+        **problem_responses(409, 413, 415, 422),
+    },
+)
+async def execute_workflow(
+    *,
+    workflow_id: Annotated[str, Path(max_length=64, description="The workflow's `workflowId`.")],
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    service: Executions,
+    settings: AppSettings,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            description="A repeat with the same key (per workflow) returns the first execution.",
+        ),
+    ] = None,
+) -> Execution:
+    """Start an execution of the active workflow's latest version."""
+    body = _execute_request(await read_json(request, limit=settings.api.max_body_bytes))
+    record, created = await service.execute(
+        principal.workspace_id,
+        workflow_id,
+        subject_id=body.subject,
+        input=body.input,
+        contact=body.contact,
+        idempotency_key=idempotency_key,
+    )
+    response.status_code = HTTPStatus.CREATED if created else HTTPStatus.OK
+    response.headers["Location"] = str(
+        request.app.url_path_for("get_execution", execution_id=record.id)
+    )
+    return Execution.from_record(record)
+
+
+@router.get("/executions", response_model=ExecutionPage)
+async def list_executions(
+    *,
+    principal: CurrentPrincipal,
+    service: Executions,
+    settings: AppSettings,
+    workflow: Annotated[
+        str | None, Query(max_length=64, description="Only executions of this workflow.")
+    ] = None,
+    status: Annotated[
+        ExecutionStatus | None, Query(description="Only executions in this status.")
+    ] = None,
+    subject: Annotated[
+        str | None, Query(max_length=200, description="Only executions about this subject.")
+    ] = None,
+    created_from: CreatedFrom = None,
+    created_to: CreatedTo = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> ExecutionPage:
+    """List executions, newest first."""
+    size = page_size(limit, settings)
+    records = await service.list_executions(
+        principal.workspace_id,
+        workflow_id=workflow,
+        status=status,
+        subject_id=subject,
+        created_from=_instant(created_from, "createdFrom"),
+        created_to=_instant(created_to, "createdTo"),
+        before=decode_cursor(cursor, str),
+        limit=size + 1,
+    )
+    page, next_cursor = page_of(records, size, lambda record: record.id)
+    return ExecutionPage(items=[Execution.from_record(r) for r in page], next_cursor=next_cursor)
+
+
+@router.get("/executions/{execution_id}", response_model=ExecutionDetail)
+async def get_execution(
+    execution_id: ExecutionId, principal: CurrentPrincipal, service: Executions
+) -> ExecutionDetail:
+    """The execution with every step it has run, in order."""
+    return ExecutionDetail.from_detail(await service.get(principal.workspace_id, execution_id))
+
+
+@router.post(
+    "/executions/{execution_id}/cancel",
+    response_model=Execution,
+    responses=problem_responses(409),
+)
+async def cancel_execution(
+    execution_id: ExecutionId, principal: CurrentPrincipal, service: Executions
+) -> Execution:
+    """Stop an execution that has not finished; its pending work and waits are dropped."""
+    return Execution.from_record(await service.cancel(principal.workspace_id, execution_id))
+
+
+@router.post(
+    "/executions/{execution_id}/retry",
+    response_model=Execution,
+    responses=problem_responses(409),
+)
+async def retry_execution(
+    execution_id: ExecutionId, principal: CurrentPrincipal, service: Executions
+) -> Execution:
+    """Re-run a failed execution from the node(s) where it failed (their dead letters are
+    marked replayed)."""
+    return Execution.from_record(await service.retry(principal.workspace_id, execution_id))

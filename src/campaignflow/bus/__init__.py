@@ -1,0 +1,1 @@
+"""Coordination between processes: wake-ups now, the event stream with the triggers issue."""

@@ -1,0 +1,1 @@
+"""The durable workflow engine: executions, tasks, node semantics, timers, retries, dead letters."""

@@ -1,0 +1,74 @@
+"""Assembling the engine from its parts, the same way for the API, the worker and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from campaignflow.bus.wakeup import Wakeup, wakeup_for
+from campaignflow.engine.actions import ExecutorRegistry
+from campaignflow.engine.clock import Clock, SystemClock
+from campaignflow.engine.compiled import CompiledWorkflows
+from campaignflow.engine.http_action import HttpExecutor
+from campaignflow.engine.interpreter import Interpreter
+from campaignflow.engine.options import WorkerOptions
+from campaignflow.engine.worker import Worker, database_lanes
+from campaignflow.services.executions import ExecutionService
+from campaignflow.store.database import Database
+from campaignflow.store.executions import ExecutionStore
+from campaignflow.store.workflows import WorkflowStore
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What the API and a worker in one process share: one store, one cache, one wake-up."""
+
+    database: Database
+    workflows: WorkflowStore
+    executions: ExecutionStore
+    compiled: CompiledWorkflows
+    wakeup: Wakeup
+    clock: Clock
+
+    @classmethod
+    def on(
+        cls, database: Database, *, clock: Clock | None = None, wakeup: Wakeup | None = None
+    ) -> Engine:
+        workflows = WorkflowStore(database)
+
+        async def load(workspace: str, workflow: str, version: int) -> dict[str, Any]:
+            return (await workflows.get_version(workspace, workflow, version)).definition
+
+        return cls(
+            database,
+            workflows,
+            ExecutionStore(database),
+            CompiledWorkflows(load),
+            wakeup or wakeup_for(database),
+            clock or SystemClock(),
+        )
+
+    def service(self) -> ExecutionService:
+        return ExecutionService(
+            self.workflows, self.executions, self.compiled, self.wakeup, self.clock
+        )
+
+    def worker(self, executors: ExecutorRegistry, options: WorkerOptions | None = None) -> Worker:
+        options = options or WorkerOptions()
+        lanes = database_lanes(self.database, options.lanes)
+        if lanes != options.lanes:
+            options = WorkerOptions(options.batch_size, lanes, options.lease, options.max_idle)
+        return Worker(
+            self.executions,
+            self.compiled,
+            Interpreter(executors),
+            self.wakeup,
+            self.clock,
+            options=options,
+        )
+
+
+def builtin_executors() -> tuple[ExecutorRegistry, HttpExecutor]:
+    """The executors every worker has (``http``); close the returned client at shutdown."""
+    http = HttpExecutor()
+    return ExecutorRegistry().with_executor("http", http), http

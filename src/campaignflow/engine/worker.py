@@ -1,0 +1,158 @@
+"""The worker: claim due tasks in batches, advance their executions, commit, repeat.
+
+One batch is one claim (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), one read of the executions,
+the executions advanced concurrently (their actions' I/O overlaps), and one commit. A worker runs
+several such lanes at once, so one lane's database round trips overlap another's Python work.
+When nothing is due it sleeps until the earliest task is, or until woken (:mod:`bus.wakeup`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import defaultdict
+
+from campaignflow.bus.wakeup import Wakeup
+from campaignflow.engine.clock import Clock
+from campaignflow.engine.compiled import CompiledWorkflows
+from campaignflow.engine.interpreter import Interpreter
+from campaignflow.engine.model import ExecutionRecord, Outcome, TaskRecord
+from campaignflow.engine.options import WorkerOptions
+from campaignflow.errors import CampaignflowError
+from campaignflow.store.database import Database
+from campaignflow.store.executions import ExecutionStore, Key
+from campaignflow.store.ids import new_id
+
+logger = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+
+
+class Worker:
+    """Runs executions from the task queue; stateless, so any number can run side by side."""
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        workflows: CompiledWorkflows,
+        interpreter: Interpreter,
+        wakeup: Wakeup,
+        clock: Clock,
+        *,
+        options: WorkerOptions | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.workflows = workflows
+        self.interpreter = interpreter
+        self.wakeup = wakeup
+        self.clock = clock
+        self.options = options or WorkerOptions()
+        self.name = name or worker_name()
+        self._stopping = asyncio.Event()
+
+    async def run_once(self) -> int:
+        """Claim one batch, advance it and commit it; return how many tasks it held."""
+        now = self.clock.now()
+        tasks = await self.store.claim(
+            self.name, now, lease=self.options.lease, limit=self.options.batch_size
+        )
+        if not tasks:
+            return 0
+        by_execution: dict[Key, list[TaskRecord]] = defaultdict(list)
+        for task in tasks:
+            by_execution[(task.workspace_id, task.execution_id)].append(task)
+        executions = await self.store.load(by_execution)
+        orphans = [
+            t.id for key, group in by_execution.items() if key not in executions for t in group
+        ]
+        advanced = await asyncio.gather(
+            *(
+                self._advance(executions[key], group, now)
+                for key, group in by_execution.items()
+                if key in executions
+            )
+        )
+        outcomes = [outcome for outcome in advanced if outcome is not None]
+        revisions = {key: record.revision for key, record in executions.items()}
+        conflicts = await self.store.commit(outcomes, revisions, self.name, self.clock.now())
+        if orphans:
+            await self.store.drop_tasks(orphans)
+        if conflicts:
+            logger.debug(
+                "%d execution(s) changed under the batch; their tasks run again", len(conflicts)
+            )
+        return len(tasks)
+
+    async def _advance(
+        self, execution: ExecutionRecord, tasks: list[TaskRecord], now: object
+    ) -> Outcome | None:
+        try:
+            compiled = await self.workflows.get(
+                execution.workspace_id, execution.workflow_id, execution.workflow_version
+            )
+        except CampaignflowError:
+            logger.exception(
+                "cannot load workflow %s v%d for execution %s",
+                execution.workflow_id,
+                execution.workflow_version,
+                execution.id,
+            )
+            return None  # its tasks stay leased and come back when the lease runs out
+        return await self.interpreter.advance(execution, compiled, tasks, self.clock.now())
+
+    async def run(self) -> None:
+        """Run lanes until :meth:`stop`; each finishes the batch it holds before returning."""
+        lanes = [asyncio.create_task(self._lane()) for _ in range(self.options.lanes)]
+        try:
+            await asyncio.gather(*lanes)
+        finally:
+            for lane in lanes:
+                lane.cancel()
+
+    async def _lane(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                handled = await self.run_once()
+            except CampaignflowError as exc:  # the database is down: back off, keep the process
+                logger.warning("worker batch failed: %s", exc)
+                await self._sleep(1.0)
+                continue
+            if handled == 0:
+                await self._sleep(await self._idle_seconds())
+
+    async def _idle_seconds(self) -> float:
+        due = await self.store.next_due()
+        ceiling = self.options.max_idle.total_seconds()
+        if due is None:
+            return ceiling
+        return min(ceiling, max(0.0, (due - self.clock.now()).total_seconds()))
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and not self._stopping.is_set():
+            await self.wakeup.wait(seconds)
+
+    async def run_until_cancelled(self) -> None:
+        """:meth:`run` for a worker that shares its process (embedded mode): cancelling it
+        asks the lanes to stop and waits for their batches to be committed."""
+        running = asyncio.create_task(self.run())
+        try:
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            self.stop()
+            await running
+            raise
+
+    def stop(self) -> None:
+        """Ask the lanes to finish their current batch and return."""
+        self._stopping.set()
+        self.wakeup.poke()
+
+
+def database_lanes(database: Database, requested: int) -> int:
+    """SQLite has one writer: more than one lane only queues on its lock."""
+    return 1 if database.dialect == "sqlite" else requested

@@ -1,0 +1,249 @@
+"""Executions as a use case: start (the API trigger), inspect, cancel, retry, resume on an
+event, and the dead-letter queue. REST, GraphQL and the event router call these, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from campaignflow.bus.wakeup import Wakeup
+from campaignflow.domain.cel import CelEvaluationError
+from campaignflow.domain.workflow import WaitForEventNode
+from campaignflow.engine.clock import Clock
+from campaignflow.engine.compiled import CompiledWorkflows
+from campaignflow.engine.interpreter import correlation_text
+from campaignflow.engine.model import ExecutionRecord, ExecutionStatus
+from campaignflow.errors import Conflict
+from campaignflow.store.executions import (
+    DeadLetterRecord,
+    ExecutionStore,
+    NewExecution,
+    StepRecord,
+    WaitRecord,
+)
+from campaignflow.store.workflows import WorkflowStore
+
+_RESUME_ATTEMPTS = 5
+
+
+class InFlightPolicy(StrEnum):
+    """What running executions do when a workflow gets a new version (DESIGN.md §3)."""
+
+    FINISH = "finish"
+    EXIT = "exit"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionDetail:
+    execution: ExecutionRecord
+    steps: list[StepRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionService:
+    workflows: WorkflowStore
+    executions: ExecutionStore
+    compiled: CompiledWorkflows
+    wakeup: Wakeup
+    clock: Clock
+
+    async def execute(
+        self,
+        workspace_id: str,
+        workflow_id: str,
+        *,
+        subject_id: str,
+        input: Mapping[str, Any],
+        contact: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        trigger: str = "api",
+    ) -> tuple[ExecutionRecord, bool]:
+        """Start an execution of the active workflow's latest version.
+
+        With ``idempotency_key``, a repeated call returns the first call's execution and
+        ``False``; the key is scoped to the workflow.
+        """
+        if idempotency_key is not None:
+            existing = await self.executions.find_by_idempotency_key(
+                workspace_id, workflow_id, idempotency_key
+            )
+            if existing is not None:
+                return existing, False
+        workflow = await self.workflows.get(workspace_id, workflow_id)
+        if workflow.status != "active":
+            raise Conflict(
+                f"Workflow {workflow_id!r} is {workflow.status}; only an active workflow can be "
+                "executed (activate it, or use simulate to try it out)."
+            )
+        compiled = await self.compiled.get(workspace_id, workflow_id, workflow.version)
+        new = NewExecution(
+            workspace_id=workspace_id,
+            workflow_id=workflow_id,
+            workflow_version=workflow.version,
+            subject_id=subject_id,
+            trigger=trigger,
+            input=dict(input),
+            contact={"id": subject_id, **(contact or {})},
+            start_node=compiled.definition.start_node_id,
+            idempotency_key=idempotency_key,
+        )
+        record, created = await self.executions.start(new, self.clock.now())
+        if created:
+            await self.wakeup.notify()
+        return record, created
+
+    async def get(self, workspace_id: str, execution_id: str) -> ExecutionDetail:
+        execution = await self.executions.get(workspace_id, execution_id)
+        steps = await self.executions.steps(workspace_id, execution_id)
+        return ExecutionDetail(execution, steps)
+
+    async def list_executions(
+        self,
+        workspace_id: str,
+        *,
+        workflow_id: str | None = None,
+        status: ExecutionStatus | None = None,
+        subject_id: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[ExecutionRecord]:
+        return await self.executions.list(
+            workspace_id,
+            workflow_id=workflow_id,
+            status=status.value if status else None,
+            subject_id=subject_id,
+            created_from=created_from,
+            created_to=created_to,
+            before=before,
+            limit=limit,
+        )
+
+    async def cancel(self, workspace_id: str, execution_id: str) -> ExecutionRecord:
+        return await self.executions.cancel(workspace_id, execution_id, self.clock.now())
+
+    async def exit_older_versions(self, workspace_id: str, workflow_id: str, version: int) -> int:
+        """The ``exit`` in-flight policy: live executions of earlier versions are cancelled."""
+        return await self.executions.exit_versions_below(
+            workspace_id, workflow_id, version, self.clock.now()
+        )
+
+    async def retry(self, workspace_id: str, execution_id: str) -> ExecutionRecord:
+        """Re-run a failed execution from the node(s) where it failed."""
+        record = await self.executions.reopen(
+            workspace_id, execution_id, self.clock.now(), dead_letter_id=None
+        )
+        await self.wakeup.notify()
+        return record
+
+    # ------------------------------------------------------------------ events
+
+    async def resume(self, workspace_id: str, execution_id: str, event: Mapping[str, Any]) -> bool:
+        """Offer ``event`` to the execution's waits; ``True`` if one of them took it.
+
+        A wait takes an event with its name, the same correlation value (when it has a key)
+        and a true condition. The hand-over is a compare-and-set: a cancel, a timeout or
+        another event that got there first wins, and this call re-reads and decides again.
+        """
+        name = event.get("event", event.get("name"))
+        for _ in range(_RESUME_ATTEMPTS):
+            execution = await self.executions.get(workspace_id, execution_id)
+            if ExecutionStatus(execution.status).is_final:
+                return False
+            waits = await self.executions.waits(workspace_id, execution_id)
+            chosen = await self._matching_wait(execution, waits, name, event)
+            if chosen is None:
+                return False
+            done = await self.executions.complete_wait(
+                chosen,
+                expected_revision=execution.revision,
+                event=dict(event),
+                now=self.clock.now(),
+            )
+            if done:
+                await self.wakeup.notify()
+                return True
+        return False
+
+    async def _matching_wait(
+        self,
+        execution: ExecutionRecord,
+        waits: list[WaitRecord],
+        name: object,
+        event: Mapping[str, Any],
+    ) -> WaitRecord | None:
+        candidates = [wait for wait in waits if wait.event_name == name]
+        if not candidates:
+            return None
+        compiled = await self.compiled.get(
+            execution.workspace_id, execution.workflow_id, execution.workflow_version
+        )
+        properties = event.get("properties")
+        properties = properties if isinstance(properties, Mapping) else {}
+        for wait in sorted(candidates, key=lambda w: w.created_at):
+            node = compiled.node(wait.node_id)
+            if not isinstance(node, WaitForEventNode):
+                continue
+            key = node.config.correlation_key
+            if key is not None and (
+                key not in properties or correlation_text(properties[key]) != wait.correlation_value
+            ):
+                continue
+            if node.config.condition is not None:
+                context = {
+                    "input": execution.input,
+                    "event": dict(event),
+                    "contact": execution.contact,
+                    "steps": execution.state.get("steps", {}),
+                    "vars": execution.state.get("vars", {}),
+                    "now": self.clock.now(),
+                }
+                try:
+                    matched = compiled.expression(node.id, "config", "condition").evaluate_bool(
+                        context
+                    )
+                except CelEvaluationError:
+                    matched = False  # an event the condition cannot read does not match
+                if not matched:
+                    continue
+            return wait
+        return None
+
+    # ------------------------------------------------------------------ dead letters
+
+    async def dead_letters(
+        self,
+        workspace_id: str,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[DeadLetterRecord]:
+        return await self.executions.dead_letters(
+            workspace_id, status=status, workflow_id=workflow_id, before=before, limit=limit
+        )
+
+    async def dead_letter(self, workspace_id: str, dead_letter_id: str) -> DeadLetterRecord:
+        return await self.executions.dead_letter(workspace_id, dead_letter_id)
+
+    async def replay(self, workspace_id: str, dead_letter_id: str) -> DeadLetterRecord:
+        """Re-run the failed node of a dead letter (its execution becomes running again)."""
+        letter = await self.executions.dead_letter(workspace_id, dead_letter_id)
+        if letter.status != "open":
+            raise Conflict(f"Dead letter {dead_letter_id!r} is already {letter.status}.")
+        await self.executions.reopen(
+            workspace_id, letter.execution_id, self.clock.now(), dead_letter_id=dead_letter_id
+        )
+        await self.wakeup.notify()
+        return await self.executions.dead_letter(workspace_id, dead_letter_id)
+
+    async def discard(self, workspace_id: str, dead_letter_id: str) -> DeadLetterRecord:
+        return await self.executions.discard_dead_letter(
+            workspace_id, dead_letter_id, self.clock.now()
+        )

@@ -1,0 +1,185 @@
+"""A worker killed with SIGKILL in the middle of a load loses nothing and repeats no effect.
+
+Real processes throughout: PostgreSQL, two ``campaignflow worker`` processes one after the other,
+and the HTTP sink in its own process counting applied effects per idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from campaignflow.services.workflows import WorkflowService
+from campaignflow.store.database import Database
+from campaignflow.store.executions import ExecutionStore, NewExecution
+from campaignflow.store.tables import execution_steps, executions
+from campaignflow.store.workflows import WorkflowStore
+from tests._support.servers import free_port
+from tests.e2e.conftest import REPO, cli_env
+
+pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
+
+WORKSPACE = "default"
+LOAD = 600
+
+
+@pytest.fixture
+def sink_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests._support.sink", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/_stats", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def four_nodes(sink_url: str) -> dict[str, object]:
+    return {
+        "workflowId": "crash-load",
+        "name": "Crash load",
+        "triggers": [{"type": "api"}],
+        "errorHandling": {"maxRetries": 5, "initialInterval": "PT1S", "jitter": 0},
+        "nodes": [
+            {
+                "id": "check",
+                "type": "condition",
+                "config": {
+                    "branches": [{"when": "input.n >= 0", "next": "pause"}],
+                    "default": "done",
+                },
+            },
+            {"id": "pause", "type": "delay", "config": {"duration": "PT0S"}, "next": "call"},
+            {
+                "id": "call",
+                "type": "action",
+                "config": {
+                    "action": "http",
+                    "params": {"url": f"{sink_url}/slow/30", "body": {"n": "{{ input.n }}"}},
+                },
+                "next": "done",
+            },
+            {"id": "done", "type": "end"},
+        ],
+    }
+
+
+async def _prepare(url: str, sink_url: str) -> None:
+    database = Database.from_url(url)
+    try:
+        store = WorkflowStore(database)
+        await store.ensure_workspace(WORKSPACE, "Default")
+        service = WorkflowService(store)
+        record = await service.create(WORKSPACE, four_nodes(sink_url))
+        await service.activate(WORKSPACE, record.id)
+        news = [
+            NewExecution(WORKSPACE, record.id, 1, f"c{n}", "test", {"n": n}, {}, "check")
+            for n in range(LOAD)
+        ]
+        await ExecutionStore(database).start_many(news, datetime.now(UTC))
+    finally:
+        await database.dispose()
+
+
+async def _counts(url: str) -> tuple[int, list[tuple[int, int, int]]]:
+    """Completed executions, and (steps, min seq, max seq) per execution."""
+    database = Database.from_url(url)
+    try:
+        async with database.read() as connection:
+            done = (
+                await connection.execute(
+                    select(func.count()).where(executions.c.status == "completed")
+                )
+            ).scalar_one()
+            per_execution = (
+                await connection.execute(
+                    select(
+                        func.count(),
+                        func.min(execution_steps.c.seq),
+                        func.max(execution_steps.c.seq),
+                    ).group_by(execution_steps.c.execution_id)
+                )
+            ).all()
+        return done, [tuple(row) for row in per_execution]  # type: ignore[misc]
+    finally:
+        await database.dispose()
+
+
+def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = cli_env(
+        CAMPAIGNFLOW_DATABASE_URL=url,
+        CAMPAIGNFLOW_WORKER__LEASE_SECONDS="5",
+        CAMPAIGNFLOW_WORKER__BATCH_SIZE="25",
+        CAMPAIGNFLOW_WORKER__LANES="2",
+    )
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "campaignflow", "worker"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_for(url: str, predicate: object, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, _ = asyncio.run(_counts(url))
+        if predicate(done):  # type: ignore[operator]
+            return done
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; {done} of {LOAD} completed")
+
+
+@pytest.mark.timeout(180)
+def test_a_killed_worker_loses_no_step_and_repeats_no_effect(
+    postgres_database_url: str, sink_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(_prepare(postgres_database_url, sink_url))
+    log = tmp_path / "workers.log"
+
+    first = _worker(postgres_database_url, log)
+    done_at_kill = _wait_for(postgres_database_url, lambda done: done >= LOAD // 10, 60)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    assert done_at_kill < LOAD, "the kill came after the load was over"
+
+    second = _worker(postgres_database_url, log)
+    try:
+        _wait_for(postgres_database_url, lambda done: done == LOAD, 120)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0, log.read_text(errors="replace")
+
+    _, per_execution = asyncio.run(_counts(postgres_database_url))
+    assert len(per_execution) == LOAD
+    assert set(per_execution) == {(4, 1, 4)}  # every step logged once, none lost
+    stats = httpx.get(f"{sink_url}/_stats").json()
+    assert stats["applied"] == LOAD  # each action's effect happened once …
+    assert len(stats["keys"]) == LOAD
+    assert set(stats["keys"].values()) == {1}
+    assert stats["requests"] >= LOAD  # … even where the call itself was repeated
