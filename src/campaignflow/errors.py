@@ -51,6 +51,10 @@ class AlreadyExists(Conflict):
     """A resource with this id already exists."""
 
 
+class IdempotencyKeyReused(ClientError):
+    """This Idempotency-Key was already used with a different request."""
+
+
 class PreconditionFailed(ClientError):
     """The resource changed since you last read it; fetch it again and retry."""
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore, NewExecution
-from campaignflow.store.tables import execution_steps, executions
+from campaignflow.store.tables import execution_steps, executions, tasks
 from campaignflow.store.workflows import WorkflowStore
 from tests._support.servers import free_port
 from tests.e2e.conftest import REPO, cli_env
@@ -183,3 +183,32 @@ def test_a_killed_worker_loses_no_step_and_repeats_no_effect(
     assert len(stats["keys"]) == LOAD
     assert set(stats["keys"].values()) == {1}
     assert stats["requests"] >= LOAD  # … even where the call itself was repeated
+
+
+async def _leased(url: str) -> int:
+    database = Database.from_url(url)
+    try:
+        async with database.read() as connection:
+            statement = select(func.count()).where(tasks.c.lease_owner.is_not(None))
+            return int((await connection.execute(statement)).scalar_one())
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_finishes_the_batch_in_hand_and_leaves_no_lease(
+    postgres_database_url: str, sink_url: str, tmp_path: Path
+) -> None:
+    asyncio.run(_prepare(postgres_database_url, sink_url))
+    log = tmp_path / "worker.log"
+
+    worker = _worker(postgres_database_url, log)
+    done_at_stop = _wait_for(postgres_database_url, lambda done: done >= LOAD // 10, 60)
+    worker.send_signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=30) == 0, log.read_text(errors="replace")
+    assert done_at_stop < LOAD
+    assert asyncio.run(_leased(postgres_database_url)) == 0  # nothing waits for a lease to expire
+    done, per_execution = asyncio.run(_counts(postgres_database_url))
+    assert done < LOAD  # it stopped rather than draining the queue
+    assert all(steps == maximum for steps, _, maximum in per_execution)  # no half-logged batch

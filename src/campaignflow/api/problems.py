@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 _STATUS_BY_ERROR: tuple[tuple[type[errors.CampaignflowError], HTTPStatus, str], ...] = (
     (errors.InvalidDefinition, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-definition"),
     (errors.Unauthenticated, HTTPStatus.UNAUTHORIZED, "unauthenticated"),
+    (errors.IdempotencyKeyReused, HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
     (errors.NotFound, HTTPStatus.NOT_FOUND, "not-found"),
     (errors.AlreadyExists, HTTPStatus.CONFLICT, "already-exists"),
     (errors.Conflict, HTTPStatus.CONFLICT, "conflict"),

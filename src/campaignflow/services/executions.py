@@ -17,7 +17,7 @@ from campaignflow.engine.clock import Clock
 from campaignflow.engine.compiled import CompiledWorkflows
 from campaignflow.engine.interpreter import correlation_text
 from campaignflow.engine.model import ExecutionRecord, ExecutionStatus
-from campaignflow.errors import Conflict
+from campaignflow.errors import Conflict, IdempotencyKeyReused
 from campaignflow.store.executions import (
     DeadLetterRecord,
     ExecutionStore,
@@ -72,7 +72,7 @@ class ExecutionService:
                 workspace_id, workflow_id, idempotency_key
             )
             if existing is not None:
-                return existing, False
+                return _same_request(existing, subject_id, input), False
         workflow = await self.workflows.get(workspace_id, workflow_id)
         if workflow.status != "active":
             raise Conflict(
@@ -94,7 +94,8 @@ class ExecutionService:
         record, created = await self.executions.start(new, self.clock.now())
         if created:
             await self.wakeup.notify()
-        return record, created
+            return record, True
+        return _same_request(record, subject_id, input), False
 
     async def get(self, workspace_id: str, execution_id: str) -> ExecutionDetail:
         execution = await self.executions.get(workspace_id, execution_id)
@@ -247,3 +248,16 @@ class ExecutionService:
         return await self.executions.discard_dead_letter(
             workspace_id, dead_letter_id, self.clock.now()
         )
+
+
+def _same_request(
+    existing: ExecutionRecord, subject_id: str, input: Mapping[str, Any]
+) -> ExecutionRecord:
+    """A repeated Idempotency-Key must come with the same request (subject and input); a
+    different one is a client bug that silently getting the old execution would hide."""
+    if existing.subject_id != subject_id or existing.input != dict(input):
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key was first used for execution {existing.id!r} with a different "
+            "subject or input; use a new key for a new request."
+        )
+    return existing

@@ -29,6 +29,7 @@ from campaignflow.engine.model import (
 )
 from campaignflow.errors import Conflict, NotFound
 from campaignflow.store import engine_sql as sql
+from campaignflow.store import pg_batch as pg
 from campaignflow.store.database import Database, integrity_kind
 from campaignflow.store.ids import new_id
 
@@ -218,7 +219,11 @@ class ExecutionStore:
         if not unique:
             return {}
         async with self._db.read() as connection:
-            rows = (await connection.execute(sql.load_executions(unique))).all()
+            if self._db.dialect == "postgresql":
+                workspaces, ids = [key[0] for key in unique], [key[1] for key in unique]
+                rows = await pg.fetch(connection, pg.LOAD_EXECUTIONS, workspaces, ids)
+            else:
+                rows = list((await connection.execute(sql.load_executions(unique))).all())
         return {(row.workspace_id, row.id): _execution(row) for row in rows}
 
     async def next_due(self) -> datetime | None:
@@ -256,7 +261,7 @@ class ExecutionStore:
         async with self._db.transaction() as connection:
             current = {
                 (row.workspace_id, row.id): row.revision
-                for row in (await connection.execute(sql.lock_revisions(keys))).all()
+                for row in await _lock_revisions(connection, keys)
             }
             conflicted = [key for key in keys if current.get(key) != revisions.get(key)]
             stale = set(conflicted)
@@ -527,6 +532,13 @@ async def _lock(
     return _execution(row)
 
 
+async def _lock_revisions(connection: AsyncConnection, keys: list[Key]) -> list[Any]:
+    if connection.dialect.name == "postgresql":
+        workspaces, ids = [key[0] for key in keys], [key[1] for key in keys]
+        return await pg.fetch(connection, pg.LOCK_REVISIONS, workspaces, ids)
+    return list((await connection.execute(sql.lock_revisions(keys))).all())
+
+
 async def _bump(connection: AsyncConnection, record: ExecutionRecord, now: datetime) -> None:
     """Write ``record`` (locked by the caller) and advance its revision."""
     await connection.execute(
@@ -648,19 +660,56 @@ async def _write_outcomes(
             for token in outcome.removed_wait_tokens
         )
         consumed.extend(outcome.consumed_task_ids)
-    await connection.execute(sql.UPDATE_EXECUTION, updates)
-    if consumed:
-        await connection.execute(sql.DELETE_TASKS, {"ids": consumed})
+    if connection.dialect.name == "postgresql":
+        await _write_bulk_pg(connection, updates, consumed, steps, tasks)
+    else:
+        await connection.execute(sql.UPDATE_EXECUTION, updates)
+        if consumed:
+            await connection.execute(sql.DELETE_TASKS, {"ids": consumed})
+        for statement, rows in ((sql.INSERT_STEPS, steps), (sql.INSERT_TASKS, tasks)):
+            if rows:
+                await connection.execute(statement, rows)
     if removed_waits:
         await connection.execute(sql.DELETE_WAIT, removed_waits)
-    for statement, rows in (
-        (sql.INSERT_STEPS, steps),
-        (sql.INSERT_TASKS, tasks),
-        (sql.INSERT_WAITS, waits),
-        (sql.INSERT_DEAD_LETTERS, letters),
-    ):
+    for statement, rows in ((sql.INSERT_WAITS, waits), (sql.INSERT_DEAD_LETTERS, letters)):
         if rows:
             await connection.execute(statement, rows)
+
+
+_UPDATE_COLUMNS = ("b_workspace", "b_id", "status", "state", "error", "updated_at", "finished_at")
+_STEP_COLUMNS = (
+    "workspace_id", "execution_id", "seq", "node_id", "node_type", "token", "attempt",
+    "status", "started_at", "finished_at", "output", "error",
+)  # fmt: skip
+_TASK_COLUMNS = (
+    "workspace_id", "execution_id", "node_id", "token", "kind", "attempt", "run_at",
+    "payload", "created_at",
+)  # fmt: skip
+
+
+async def _write_bulk_pg(
+    connection: AsyncConnection,
+    updates: list[dict[str, Any]],
+    consumed: list[int],
+    steps: list[dict[str, Any]],
+    tasks: list[dict[str, Any]],
+) -> None:
+    """The same writes as the portable path, as array statements (:mod:`pg_batch`)."""
+    for row in updates:
+        row["state"] = pg.json_text(row["state"])
+        row["error"] = pg.json_or_null(row["error"])
+    await pg.execute(connection, pg.UPDATE_EXECUTIONS, *pg.columns(updates, _UPDATE_COLUMNS))
+    if consumed:
+        await pg.execute(connection, pg.DELETE_TASKS, consumed)
+    if steps:
+        for row in steps:
+            row["output"] = pg.json_text(row["output"])
+            row["error"] = pg.json_or_null(row["error"])
+        await pg.execute(connection, pg.INSERT_STEPS, *pg.columns(steps, _STEP_COLUMNS))
+    if tasks:
+        for row in tasks:
+            row["payload"] = pg.json_or_null(row["payload"])
+        await pg.execute(connection, pg.INSERT_TASKS, *pg.columns(tasks, _TASK_COLUMNS))
 
 
 def _execution_row(record: ExecutionRecord) -> dict[str, Any]:

@@ -177,6 +177,23 @@ async def test_the_same_idempotency_key_returns_the_first_execution(api: Api) ->
     assert len(listed["items"]) == 4
 
 
+async def test_an_idempotency_key_reused_for_another_request_is_refused(api: Api) -> None:
+    await api.deploy("welcome")
+    first = await api.execute("welcome", key="order-42", input={"plan": "pro"})
+
+    other_subject = await api.execute("welcome", "contact-2", key="order-42", input={"plan": "pro"})
+    other_input = await api.execute("welcome", key="order-42", input={"plan": "free"})
+
+    assert first.status_code == 201
+    for response in (other_subject, other_input):
+        assert response.status_code == 422
+        problem = response.json()
+        assert problem["type"] == "urn:campaignflow:problem:idempotency-key-reused"
+        assert first.json()["id"] in problem["detail"]
+    listed = (await api.client.get("/api/v1/executions")).json()
+    assert len(listed["items"]) == 1
+
+
 async def test_an_overlong_idempotency_key_names_the_header(api: Api) -> None:
     await api.deploy("welcome")
 

@@ -1,0 +1,94 @@
+"""The worker's hot path on PostgreSQL: one statement per kind of row, whatever the batch size.
+
+A batch of a thousand executions through SQLAlchemy Core costs more in building parameters
+(expanding ``IN`` lists, one parameter set per row of an ``executemany``) than the database
+spends on it. Here every statement takes *arrays*: ``unnest`` turns them into rows server-side,
+so a batch is a handful of statements with a few parameters each, sent as driver SQL (no
+compilation). SQLite keeps the portable statements in :mod:`engine_sql`; both paths are tested
+by the same suite.
+
+JSON goes in as text and is cast to ``jsonb`` by the statement; results come back decoded by the
+connection's codec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+LOAD_EXECUTIONS = """
+SELECT e.workspace_id, e.id, e.workflow_id, e.workflow_version, e.subject_id, e.status,
+       e.trigger, e.input, e.contact, e.state, e.revision, e.created_at, e.updated_at,
+       e.finished_at, e.error, e.idempotency_key
+FROM executions e
+JOIN unnest($1::text[], $2::text[]) AS k(workspace_id, id)
+  ON e.workspace_id = k.workspace_id AND e.id = k.id
+"""
+
+LOCK_REVISIONS = """
+SELECT e.workspace_id, e.id, e.revision
+FROM executions e
+JOIN unnest($1::text[], $2::text[]) AS k(workspace_id, id)
+  ON e.workspace_id = k.workspace_id AND e.id = k.id
+ORDER BY e.workspace_id, e.id
+FOR UPDATE OF e
+"""
+
+UPDATE_EXECUTIONS = """
+UPDATE executions AS e
+SET status = v.status, state = v.state::jsonb, revision = e.revision + 1,
+    error = v.error::jsonb, updated_at = v.updated_at, finished_at = v.finished_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::timestamptz[], $7::timestamptz[])
+     AS v(workspace_id, id, status, state, error, updated_at, finished_at)
+WHERE e.workspace_id = v.workspace_id AND e.id = v.id
+"""
+
+INSERT_STEPS = """
+INSERT INTO execution_steps (workspace_id, execution_id, seq, node_id, node_type, token,
+                             attempt, status, started_at, finished_at, output, error)
+SELECT workspace_id, execution_id, seq, node_id, node_type, token, attempt, status,
+       started_at, finished_at, output::jsonb, error::jsonb
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::int[],
+            $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[])
+     AS s(workspace_id, execution_id, seq, node_id, node_type, token, attempt, status,
+          started_at, finished_at, output, error)
+"""
+
+INSERT_TASKS = """
+INSERT INTO tasks (workspace_id, execution_id, node_id, token, kind, attempt, run_at,
+                   payload, created_at)
+SELECT workspace_id, execution_id, node_id, token, kind, attempt, run_at, payload::jsonb,
+       created_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+            $7::timestamptz[], $8::text[], $9::timestamptz[])
+     AS t(workspace_id, execution_id, node_id, token, kind, attempt, run_at, payload,
+          created_at)
+"""
+
+DELETE_TASKS = "DELETE FROM tasks WHERE id = ANY($1::bigint[])"
+
+
+def json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def json_or_null(value: Any) -> str | None:
+    return None if value is None else json_text(value)
+
+
+def columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> tuple[list[Any], ...]:
+    """Row dicts → one list per column, in ``names`` order (what ``unnest`` takes)."""
+    return tuple([row[name] for row in rows] for name in names)
+
+
+async def fetch(connection: AsyncConnection, statement: str, *params: Any) -> list[Any]:
+    result = await connection.exec_driver_sql(statement, params)
+    return list(result.all())
+
+
+async def execute(connection: AsyncConnection, statement: str, *params: Any) -> None:
+    await connection.exec_driver_sql(statement, params)
