@@ -124,7 +124,8 @@ async def run_worker_on(engine: Engine, settings: Settings) -> None:
 
 async def serve_worker(settings: Settings) -> None:
     """``worker``: run the engine and its timers on the configured database until SIGTERM/SIGINT."""
-    database = open_database(settings)
+    # No pre-ping: a batch that meets a dropped connection fails, and is claimed again.
+    database = Database.from_url(settings.resolved_database_url, pre_ping=False)
     try:
         await require_current_schema(database)
         engine = Engine.on(database)

@@ -58,7 +58,7 @@ class Worker:
     async def run_once(self) -> int:
         """Claim one batch, advance it and commit it; return how many tasks it held."""
         now = self.clock.now()
-        tasks = await self.store.claim(
+        tasks, executions = await self.store.claim_batch(
             self.name, now, lease=self.options.lease, limit=self.options.batch_size
         )
         if not tasks:
@@ -66,7 +66,6 @@ class Worker:
         by_execution: dict[Key, list[TaskRecord]] = defaultdict(list)
         for task in tasks:
             by_execution[(task.workspace_id, task.execution_id)].append(task)
-        executions = await self.store.load(by_execution)
         orphans = [
             t.id for key, group in by_execution.items() if key not in executions for t in group
         ]

@@ -90,14 +90,18 @@ class Database:
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
-        """Open (lazily: nothing connects until first use) the database at ``url``."""
+    def from_url(cls, url: str, *, pre_ping: bool = True) -> Database:
+        """Open (lazily: nothing connects until first use) the database at ``url``.
+
+        ``pre_ping`` (PostgreSQL): test a pooled connection before handing it out, so a server
+        restart or failover costs a reconnect, not a failed API request. It is a round trip per
+        checkout; a worker turns it off, because a failed batch is simply claimed again.
+        """
         parsed = make_url(normalize_url(url))
         if parsed.get_backend_name() == "sqlite":
             return cls(_sqlite_engine(parsed))
-        # pre-ping: a server restart or failover costs a reconnect, not a failed request.
         engine = create_async_engine(
-            parsed, json_serializer=_dumps, json_deserializer=orjson.loads, pool_pre_ping=True
+            parsed, json_serializer=_dumps, json_deserializer=orjson.loads, pool_pre_ping=pre_ping
         )
         return cls(engine)
 
@@ -131,6 +135,13 @@ class Database:
         every read. Each statement sees its own snapshot: use :meth:`transaction` when several
         reads must agree with each other.
         """
+        async with self._connection(self._reader) as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose every statement commits on its own: for reads (see :meth:`read`)
+        and for single statements that are atomic by themselves (a task claim)."""
         async with self._connection(self._reader) as connection:
             yield connection
 

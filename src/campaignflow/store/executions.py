@@ -214,6 +214,30 @@ class ExecutionStore:
             rows = (await connection.execute(sql.CLAIM_TASKS, params)).all()
         return [_task(row) for row in rows]
 
+    async def claim_batch(
+        self, owner: str, now: datetime, *, lease: timedelta, limit: int
+    ) -> tuple[builtins.list[TaskRecord], dict[Key, ExecutionRecord]]:
+        """:meth:`claim`, then :meth:`load` the claimed tasks' executions (one statement on
+        PostgreSQL). A task whose execution is gone has no entry in the mapping."""
+        if self._db.dialect != "postgresql":
+            tasks = await self.claim(owner, now, lease=lease, limit=limit)
+            return tasks, await self.load((t.workspace_id, t.execution_id) for t in tasks)
+        async with self._db.autocommit() as connection:
+            rows = await pg.fetch(
+                connection, pg.CLAIM_WITH_EXECUTIONS, now, limit, now + lease, owner
+            )
+        tasks, executions = [], {}
+        for row in rows:
+            mapping = row._mapping
+            tasks.append(TaskRecord(**{name: mapping[name] for name in pg.TASK_FIELDS}))
+            if mapping["x_id"] is not None:
+                key = (mapping["x_workspace_id"], mapping["x_id"])
+                if key not in executions:
+                    executions[key] = ExecutionRecord(
+                        **{alias[2:]: mapping[alias] for alias in pg.EXECUTION_ALIASES}
+                    )
+        return tasks, executions
+
     async def load(self, keys: Iterable[Key]) -> dict[Key, ExecutionRecord]:
         unique = sorted(set(keys))
         if not unique:

@@ -28,6 +28,32 @@ JOIN unnest($1::text[], $2::text[]) AS k(workspace_id, id)
   ON e.workspace_id = k.workspace_id AND e.id = k.id
 """
 
+_EXECUTION_FIELDS = (
+    "workspace_id", "id", "workflow_id", "workflow_version", "subject_id", "status", "trigger",
+    "input", "contact", "state", "revision", "created_at", "updated_at", "finished_at", "error",
+    "idempotency_key",
+)  # fmt: skip
+TASK_FIELDS = (
+    "id", "workspace_id", "execution_id", "node_id", "token", "kind", "attempt", "run_at",
+    "payload", "created_at",
+)  # fmt: skip
+#: Claimed rows carry their execution's columns as ``x_<column>``.
+EXECUTION_ALIASES = tuple(f"x_{name}" for name in _EXECUTION_FIELDS)
+
+CLAIM_WITH_EXECUTIONS = f"""
+WITH due AS (
+  SELECT id FROM tasks WHERE run_at <= $1 ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
+), claimed AS (
+  UPDATE tasks SET run_at = $3, lease_owner = $4 FROM due WHERE tasks.id = due.id
+  RETURNING {", ".join(f"tasks.{name}" for name in TASK_FIELDS)}
+)
+SELECT {", ".join(f"claimed.{name}" for name in TASK_FIELDS)},
+       {", ".join(f"e.{name} AS x_{name}" for name in _EXECUTION_FIELDS)}
+FROM claimed
+LEFT JOIN executions e ON e.workspace_id = claimed.workspace_id AND e.id = claimed.execution_id
+"""  # noqa: S608 - built from the constant column names above, no input
+"""One round trip: lease due tasks and read their executions (the worker's next step anyway)."""
+
 LOCK_REVISIONS = """
 SELECT e.workspace_id, e.id, e.revision
 FROM executions e
