@@ -59,6 +59,21 @@ def fresh_database(server_url: str) -> Iterator[str]:
             connection.execute(drop.format(sql.Identifier(name)))
 
 
+@contextmanager
+def postgres_server(configured: str | None) -> Iterator[str]:
+    """``configured`` (a server where databases may be created), else a throwaway server
+    started from the installed binaries, as the test suite does (it runs with fsync off, so
+    its figures flatter durable commits; the bench line says which was used)."""
+    if configured:
+        yield configured
+        return
+    sys.path.insert(0, str(REPO))
+    from tests._support.servers import throwaway_postgres  # noqa: PLC0415 - needs the path above
+
+    with throwaway_postgres() as url:
+        yield url
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

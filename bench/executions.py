@@ -10,8 +10,8 @@ finish latency is each execution's finished_at - created_at (database clock of t
 
     python bench/executions.py [--backlog 20000] [--workers 2] [--rate 300] [--seconds 10]
 
-Needs PostgreSQL: --database-url, else CAMPAIGNFLOW_TEST_DATABASE_URL (a fresh database is
-created on that server and dropped afterwards).
+PostgreSQL: --database-url, else CAMPAIGNFLOW_TEST_DATABASE_URL (a fresh database is created on
+that server and dropped afterwards), else a throwaway server from the installed binaries.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from _common import REPO, emit, free_port, fresh_database, percentile
+from _common import REPO, emit, free_port, fresh_database, percentile, postgres_server
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore, NewExecution
@@ -197,14 +197,15 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--database-url", default=os.environ.get("CAMPAIGNFLOW_TEST_DATABASE_URL"))
     args = parser.parse_args()
-    if not args.database_url:
-        sys.exit("bench/executions.py needs PostgreSQL: set CAMPAIGNFLOW_TEST_DATABASE_URL")
     port = free_port()
     sink_url = f"http://127.0.0.1:{port}"
-    with process([sys.executable, "-m", "tests._support.sink", "--port", str(port)]):
+    with (
+        postgres_server(args.database_url) as server,
+        process([sys.executable, "-m", "tests._support.sink", "--port", str(port)]),
+    ):
         await wait_for_sink(sink_url)
         for phase in ("throughput", "latency"):
-            with fresh_database(args.database_url) as url:
+            with fresh_database(server) as url:
                 database = Database.from_url(url)
                 env = {
                     **{k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNFLOW_")},

@@ -9,7 +9,8 @@ time) and the workers' peak resident memory. The bar: at 5,000 due per second, f
 
     python bench/timers.py [--waiting 1000000] [--due 50000] [--rate 5000] [--workers 2]
 
-Needs PostgreSQL: --database-url, else CAMPAIGNFLOW_TEST_DATABASE_URL.
+PostgreSQL: --database-url, else CAMPAIGNFLOW_TEST_DATABASE_URL, else a throwaway server from the
+installed binaries.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from _common import REPO, emit, fresh_database, percentile
+from _common import REPO, emit, fresh_database, percentile, postgres_server
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
@@ -157,9 +158,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=os.environ.get("CAMPAIGNFLOW_TEST_DATABASE_URL"))
     args = parser.parse_args()
-    if not args.database_url:
-        sys.exit("bench/timers.py needs PostgreSQL: set CAMPAIGNFLOW_TEST_DATABASE_URL")
-    with fresh_database(args.database_url) as url:
+    with postgres_server(args.database_url) as server, fresh_database(server) as url:
         asyncio.run(prepare(url))
         load(url, args.waiting)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNFLOW_")}

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from campaignflow import __version__
 from campaignflow.config import get_settings
-from campaignflow.errors import CampaignflowError
+from campaignflow.errors import CampaignflowError, InvalidScenario
 from campaignflow.workflow_files import WorkflowFile, discover, load, load_all
 
 if TYPE_CHECKING:
@@ -253,7 +253,7 @@ def simulate(
     scenario = _read_scenario(events, as_json=json_output)
     try:
         result = asyncio.run(simulator.simulate(workflow.document, scenario))
-    except simulator.InvalidScenario as exc:
+    except InvalidScenario as exc:
         _print_report(
             [WorkflowFile(events or file, None, tuple(exc.problems))], as_json=json_output
         )
@@ -265,7 +265,7 @@ def simulate(
 
 
 def _read_scenario(path: Path | None, *, as_json: bool) -> Scenario:
-    from campaignflow.engine.simulator import InvalidScenario, Scenario, parse_scenario
+    from campaignflow.engine.simulator import Scenario, parse_scenario
 
     if path is None:
         return Scenario()

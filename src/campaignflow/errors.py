@@ -72,5 +72,13 @@ class InvalidDefinition(ClientError):
         super().__init__(message or f"The workflow definition has {count} problem(s).")
 
 
+class InvalidScenario(ClientError):
+    """The dry-run scenario is invalid."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"The scenario has {len(self.problems)} problem(s).")
+
+
 class Unauthenticated(ClientError):
     """Credentials are missing or invalid."""

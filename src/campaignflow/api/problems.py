@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 # Most specific class first: the first isinstance match wins.
 _STATUS_BY_ERROR: tuple[tuple[type[errors.CampaignflowError], HTTPStatus, str], ...] = (
     (errors.InvalidDefinition, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-definition"),
+    (errors.InvalidScenario, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-scenario"),
     (errors.Unauthenticated, HTTPStatus.UNAUTHORIZED, "unauthenticated"),
     (errors.IdempotencyKeyReused, HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
     (errors.NotFound, HTTPStatus.NOT_FOUND, "not-found"),
@@ -109,7 +110,9 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
         logger.error("request failed: %s", exc, exc_info=exc)
     problems = (
-        [p.to_dict() for p in exc.problems] if isinstance(exc, errors.InvalidDefinition) else []
+        [p.to_dict() for p in exc.problems]
+        if isinstance(exc, errors.InvalidDefinition | errors.InvalidScenario)
+        else []
     )
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthenticated) else None
     detail = exc.message if status < HTTPStatus.INTERNAL_SERVER_ERROR else "Internal error."

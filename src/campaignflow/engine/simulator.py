@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import difflib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count
@@ -55,7 +55,7 @@ from campaignflow.engine.model import (
     TaskKind,
     TaskRecord,
 )
-from campaignflow.errors import ClientError
+from campaignflow.errors import InvalidScenario
 
 #: Where the virtual clock starts when the scenario gives neither ``start`` nor a timed event.
 EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
@@ -65,14 +65,6 @@ WORKSPACE: Final = "simulation"
 _ENGINE_ACTIONS: Final = frozenset({"set", "log"})  # run by the interpreter, no executor
 _HTTP_OUTPUT: Final = {"status": 200, "headers": {}, "body": None}
 _CONNECTOR_OUTPUT: Final = {"simulated": True}
-
-
-class InvalidScenario(ClientError):
-    """The dry-run scenario is invalid."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = sorted(problems, key=document_order)
-        super().__init__(f"The scenario has {len(self.problems)} problem(s).")
 
 
 # ---------------------------------------------------------------------- the scenario
@@ -164,7 +156,7 @@ def parse_scenario(document: object) -> Scenario:
         problems = problems_from_error(exc, wrapped, vocabulary=_VOCABULARY)
         if wrapped is not document:
             problems = [Problem(p.path[1:], p.message, p.code, p.extra) for p in problems]
-        raise InvalidScenario(problems) from exc
+        raise InvalidScenario(sorted(problems, key=document_order)) from exc
 
 
 def scenario_problems(scenario: Scenario, definition: WorkflowDefinition) -> list[Problem]:
@@ -433,7 +425,7 @@ async def simulate(definition: Mapping[str, Any], scenario: Scenario) -> Simulat
     compiled = compile_workflow(definition)
     problems = scenario_problems(scenario, compiled.definition)
     if problems:
-        raise InvalidScenario(problems)
+        raise InvalidScenario(sorted(problems, key=document_order))
     run = _Simulation(compiled, scenario)
     await run.run()
     return run.result()

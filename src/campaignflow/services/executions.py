@@ -17,6 +17,7 @@ from campaignflow.engine.clock import Clock
 from campaignflow.engine.compiled import CompiledWorkflows
 from campaignflow.engine.interpreter import correlation_text
 from campaignflow.engine.model import ExecutionRecord, ExecutionStatus
+from campaignflow.engine.simulator import parse_scenario, simulate
 from campaignflow.errors import Conflict, IdempotencyKeyReused
 from campaignflow.store.executions import (
     DeadLetterRecord,
@@ -96,6 +97,17 @@ class ExecutionService:
             await self.wakeup.notify()
             return record, True
         return _same_request(record, subject_id, input), False
+
+    async def simulate(
+        self, workspace_id: str, workflow_id: str, scenario: object
+    ) -> dict[str, Any]:
+        """Dry-run the workflow's latest version (any status, drafts included) for
+        ``scenario``: the path, messages and waits on a virtual clock; nothing is sent or
+        stored. :class:`InvalidScenario` lists every problem of the scenario."""
+        parsed = parse_scenario(scenario)
+        workflow = await self.workflows.get(workspace_id, workflow_id)
+        result = await simulate(workflow.definition, parsed)
+        return result.to_dict()
 
     async def get(self, workspace_id: str, execution_id: str) -> ExecutionDetail:
         execution = await self.executions.get(workspace_id, execution_id)

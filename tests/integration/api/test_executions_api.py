@@ -599,3 +599,76 @@ async def test_every_endpoint_needs_the_token(api: Api, method: str, path: str) 
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert (await api.client.get("/api/v1/executions")).json()["items"] == []
+
+
+async def test_simulate_a_draft_shows_the_path_and_sends_nothing(api: Api) -> None:
+    document = workflow("dry", nodes=[delay("nap", "PT2H", "ping"), call("ping"), END])
+    created = await api.client.post("/api/v1/workflows", json=document)
+    assert created.status_code == 201, created.text  # a draft: simulate needs no activation
+
+    response = await api.client.post(
+        "/api/v1/workflows/dry/simulate",
+        json={"start": "2026-05-01T10:00:00Z", "input": {"order": 1}},
+    )
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["status"] == "completed"
+    assert [step["nodeId"] for step in result["path"]] == ["nap", "ping", "done"]
+    assert result["finishedAt"] == "2026-05-01T12:00:00Z"  # virtual time, not the wall clock
+    (message,) = result["messages"]
+    assert message["action"] == "http"
+    listed = (await api.client.get("/api/v1/executions")).json()
+    assert listed["items"] == []  # nothing stored; the unroutable URL was never called
+
+
+async def test_simulate_reports_every_scenario_problem_with_its_pointer(api: Api) -> None:
+    await api.deploy("welcome")
+
+    response = await api.client.post(
+        "/api/v1/workflows/welcome/simulate",
+        json={"events": [{"after": "soon", "event": "x"}], "contact": [], "colour": 1},
+    )
+
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith(PROBLEM)
+    problem = response.json()
+    assert problem["type"] == "urn:campaignflow:problem:invalid-scenario"
+    pointers = {error["pointer"] for error in problem["errors"]}
+    assert {"/events/0/after", "/contact", "/colour"} <= pointers
+
+
+async def test_simulate_an_unknown_workflow_is_404(api: Api) -> None:
+    response = await api.client.post("/api/v1/workflows/nope/simulate", json={})
+    assert response.status_code == 404
+
+
+async def test_publishing_with_in_flight_exit_cancels_older_executions(api: Api) -> None:
+    nodes = [delay("nap", "P1D", "done"), END]
+    await api.deploy("flow", nodes=nodes)
+    old = await api.start("flow")
+    await api.drain()
+    changed = workflow("flow", nodes=nodes, description="second version")
+
+    unchanged = await api.client.put(
+        "/api/v1/workflows/flow?inFlight=exit", json=workflow("flow", nodes=nodes)
+    )
+    assert unchanged.status_code == 200
+    assert (await api.execution(old))["status"] == "waiting"  # no new version, nothing exits
+
+    published = await api.client.put("/api/v1/workflows/flow?inFlight=exit", json=changed)
+
+    assert published.status_code == 200, published.text
+    assert published.json()["version"] == 2
+    execution = await api.execution(old)
+    assert execution["status"] == "cancelled"
+    assert "inFlight=exit" in execution["error"]["reason"]
+
+
+async def test_an_unknown_in_flight_policy_is_400_naming_the_parameter(api: Api) -> None:
+    await api.deploy("flow")
+    response = await api.client.put(
+        "/api/v1/workflows/flow?inFlight=migrate", json=workflow("flow")
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["parameter"] == "inFlight"

@@ -280,3 +280,25 @@ async def test_the_exit_policy_cancels_executions_of_older_versions(harness: Har
     await harness.advance(timedelta(days=1))
     assert await harness.path(old) == []
     assert (await harness.execution(new)).status == "completed"
+
+
+async def test_a_node_retry_override_beats_the_workflow_policy(harness: Harness) -> None:
+    definition = calling(
+        f"{harness.sink.url}/status/503",
+        error_handling={"retryPolicy": "exponential", "maxRetries": 5, "initialInterval": "PT1H"},
+    )
+    node = definition["nodes"][0]
+    node["retry"] = {
+        "retryPolicy": "linear",
+        "maxRetries": 1,
+        "initialInterval": "PT5S",
+        "jitter": 0,
+    }
+    execution_id = await harness.start(await harness.deploy(definition))
+    await harness.drain()
+    await harness.advance(timedelta(seconds=5))
+
+    assert len(harness.sink.requests) == 2  # one retry, after 5 s, not 5 retries an hour apart
+    assert (await harness.execution(execution_id)).status == "failed"
+    (letter,) = await harness.service.dead_letters(WORKSPACE)
+    assert letter.attempts == 2

@@ -367,3 +367,92 @@ async def test_end_node_and_a_node_without_next_both_end_the_path(harness: Harne
     await harness.drain()
     assert (await harness.execution(execution_id)).status == "completed"
     assert await harness.path(execution_id) == [("note", "completed")]
+
+
+async def test_delay_until_a_timestamp_and_one_already_past(harness: Harness) -> None:
+    definition = workflow(
+        "until",
+        [
+            {
+                "id": "launch",
+                "type": "delay",
+                "config": {"until": "2026-03-28T12:00:00Z"},
+                "next": "past",
+            },
+            {
+                "id": "past",
+                "type": "delay",
+                "config": {"until": "2020-01-01T00:00:00Z"},
+                "next": "done",
+            },
+            {"id": "done", "type": "end"},
+        ],
+    )
+    execution_id = await harness.start(await harness.deploy(definition))
+    await harness.drain()
+    await harness.advance(timedelta(days=1, hours=3, minutes=59))  # 27 Mar 08:00 → 28 Mar 11:59
+    assert (await harness.execution(execution_id)).status == "waiting"
+
+    await harness.advance(timedelta(minutes=1))
+
+    steps = await harness.steps(execution_id)
+    assert [(s.node_id, s.status) for s in steps] == [
+        ("launch", "completed"),
+        ("past", "completed"),  # a time already past continues at once
+        ("done", "completed"),
+    ]
+    assert steps[1].started_at == steps[1].finished_at == harness.clock.now()
+
+
+async def test_http_url_headers_and_body_are_templates(harness: Harness) -> None:
+    definition = workflow(
+        "templated",
+        [
+            http(
+                "call",
+                harness.sink.url + "/{{ input.route }}",
+                params={
+                    "method": "PUT",
+                    "headers": {"X-Order": "order-{{ input.order }}", "X-Plain": "as is"},
+                    "body": {"lines": [{"sku": "{{ input.sku | upcase }}"}], "n": 3},
+                },
+            )
+        ],
+    )
+    execution_id = await harness.start(
+        await harness.deploy(definition), {"route": "echo", "order": 42, "sku": "ab-1"}
+    )
+    await harness.drain()
+
+    (request,) = harness.sink.requests
+    assert request["method"] == "PUT"
+    assert request["path"] == "/echo"
+    assert request["headers"]["x-order"] == "order-42"
+    assert request["headers"]["x-plain"] == "as is"
+    assert request["json"] == {"lines": [{"sku": "AB-1"}], "n": 3}
+    output = (await harness.steps(execution_id))[0].output
+    assert output["status"] == 200
+
+
+async def test_a_template_error_at_run_time_fails_the_step_without_retrying(
+    harness: Harness,
+) -> None:
+    definition = workflow(
+        "missing",
+        [
+            http(
+                "call",
+                harness.sink.url + "/ok",
+                params={"body": {"x": "{{ input.absent.deeper }}"}},
+            )
+        ],
+        errorHandling={"maxRetries": 5},
+    )
+    execution_id = await harness.start(await harness.deploy(definition), {})
+    await harness.drain()
+
+    execution = await harness.execution(execution_id)
+    assert execution.status == "failed"
+    assert execution.error is not None
+    assert "template" in execution.error["message"]
+    assert harness.sink.requests == []

@@ -13,12 +13,11 @@ import pytest
 from campaignflow.engine.simulator import (
     EPOCH,
     MAX_STEPS,
-    InvalidScenario,
     SimulationResult,
     parse_scenario,
     simulate,
 )
-from campaignflow.errors import InvalidDefinition
+from campaignflow.errors import InvalidDefinition, InvalidScenario
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "workflows"
 CART = {"cartId": "c-1", "itemCount": 2, "total": 150}

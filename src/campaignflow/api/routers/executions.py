@@ -160,6 +160,35 @@ async def execute_workflow(
     return Execution.from_record(record)
 
 
+_SIMULATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The scenario: contact, input, timed events, action overrides "
+        "(docs/workflow-format.md, Dry-run). `{}` simulates with every default.",
+        "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
+    }
+}
+
+
+@router.post(
+    "/workflows/{workflow_id}/simulate",
+    openapi_extra=_SIMULATE_BODY,
+    responses=problem_responses(413, 415, 422),
+)
+async def simulate_workflow(
+    *,
+    workflow_id: Annotated[str, Path(max_length=64, description="The workflow's `workflowId`.")],
+    request: Request,
+    principal: CurrentPrincipal,
+    service: Executions,
+    settings: AppSettings,
+) -> dict[str, Any]:
+    """Dry-run the latest version (drafts too) on a virtual clock: every step, branch, wait
+    and message it would send, error paths included. Nothing is sent and nothing is stored."""
+    scenario = await read_json(request, limit=settings.api.max_body_bytes)
+    return await service.simulate(principal.workspace_id, workflow_id, scenario)
+
+
 @router.get("/executions", response_model=ExecutionPage)
 async def list_executions(
     *,
