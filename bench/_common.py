@@ -22,6 +22,12 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the benchmarks share the tests' load and servers
+
+from tests._support.load import four_node_workflow  # noqa: E402
+from tests._support.servers import throwaway_postgres  # noqa: E402
+
+__all__ = ["REPO", "emit", "four_node_workflow", "fresh_database", "percentile", "postgres_server"]
 
 
 def emit(line: dict[str, Any]) -> None:
@@ -67,9 +73,6 @@ def postgres_server(configured: str | None) -> Iterator[str]:
     if configured:
         yield configured
         return
-    sys.path.insert(0, str(REPO))
-    from tests._support.servers import throwaway_postgres  # noqa: PLC0415 - needs the path above
-
     with throwaway_postgres() as url:
         yield url
 

@@ -30,7 +30,15 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from _common import REPO, emit, free_port, fresh_database, percentile, postgres_server
+from _common import (
+    REPO,
+    emit,
+    four_node_workflow,
+    free_port,
+    fresh_database,
+    percentile,
+    postgres_server,
+)
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore, NewExecution
@@ -39,36 +47,6 @@ from campaignflow.store.tables import executions
 from campaignflow.store.workflows import WorkflowStore
 
 WORKSPACE = "default"
-
-
-def workflow(sink_url: str) -> dict[str, Any]:
-    return {
-        "workflowId": "bench-four-nodes",
-        "name": "Bench: condition, delay 0, http, end",
-        "triggers": [{"type": "api"}],
-        "errorHandling": {"maxRetries": 3, "initialInterval": "PT1S"},
-        "nodes": [
-            {
-                "id": "check",
-                "type": "condition",
-                "config": {
-                    "branches": [{"when": "input.n >= 0", "next": "pause"}],
-                    "default": "done",
-                },
-            },
-            {"id": "pause", "type": "delay", "config": {"duration": "PT0S"}, "next": "call"},
-            {
-                "id": "call",
-                "type": "action",
-                "config": {
-                    "action": "http",
-                    "params": {"url": f"{sink_url}/ok", "body": {"n": "{{ input.n }}"}},
-                },
-                "next": "done",
-            },
-            {"id": "done", "type": "end"},
-        ],
-    }
 
 
 @contextmanager
@@ -102,7 +80,9 @@ async def prepare(database: Database, sink_url: str) -> str:
     store = WorkflowStore(database)
     await store.ensure_workspace(WORKSPACE, "Bench")
     service = WorkflowService(store)
-    record = await service.create(WORKSPACE, workflow(sink_url))
+    record = await service.create(
+        WORKSPACE, four_node_workflow("bench-four-nodes", f"{sink_url}/ok")
+    )
     await service.activate(WORKSPACE, record.id)
     return record.id
 

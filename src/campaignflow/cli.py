@@ -20,9 +20,9 @@ from campaignflow.workflow_files import WorkflowFile, discover, load, load_all
 
 if TYPE_CHECKING:
     from campaignflow.engine.model import StepEntry
-    from campaignflow.engine.simulator import (
+    from campaignflow.engine.scenario import Scenario
+    from campaignflow.engine.simulation_result import (
         EventReport,
-        Scenario,
         SimulatedMessage,
         SimulationResult,
     )
@@ -265,7 +265,7 @@ def simulate(
 
 
 def _read_scenario(path: Path | None, *, as_json: bool) -> Scenario:
-    from campaignflow.engine.simulator import Scenario, parse_scenario
+    from campaignflow.engine.scenario import Scenario, parse_scenario
 
     if path is None:
         return Scenario()

@@ -24,6 +24,7 @@ from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore, NewExecution
 from campaignflow.store.tables import execution_steps, executions, tasks
 from campaignflow.store.workflows import WorkflowStore
+from tests._support.load import four_node_workflow
 from tests._support.servers import free_port
 from tests.e2e.conftest import REPO, cli_env
 
@@ -57,43 +58,15 @@ def sink_url(tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def four_nodes(sink_url: str) -> dict[str, object]:
-    return {
-        "workflowId": "crash-load",
-        "name": "Crash load",
-        "triggers": [{"type": "api"}],
-        "errorHandling": {"maxRetries": 5, "initialInterval": "PT1S", "jitter": 0},
-        "nodes": [
-            {
-                "id": "check",
-                "type": "condition",
-                "config": {
-                    "branches": [{"when": "input.n >= 0", "next": "pause"}],
-                    "default": "done",
-                },
-            },
-            {"id": "pause", "type": "delay", "config": {"duration": "PT0S"}, "next": "call"},
-            {
-                "id": "call",
-                "type": "action",
-                "config": {
-                    "action": "http",
-                    "params": {"url": f"{sink_url}/slow/30", "body": {"n": "{{ input.n }}"}},
-                },
-                "next": "done",
-            },
-            {"id": "done", "type": "end"},
-        ],
-    }
-
-
 async def _prepare(url: str, sink_url: str) -> None:
     database = Database.from_url(url)
     try:
         store = WorkflowStore(database)
         await store.ensure_workspace(WORKSPACE, "Default")
         service = WorkflowService(store)
-        record = await service.create(WORKSPACE, four_nodes(sink_url))
+        record = await service.create(
+            WORKSPACE, four_node_workflow("crash-load", f"{sink_url}/slow/30")
+        )
         await service.activate(WORKSPACE, record.id)
         news = [
             NewExecution(WORKSPACE, record.id, 1, f"c{n}", "test", {"n": n}, {}, "check")

@@ -11,7 +11,8 @@ from pydantic import ConfigDict, Field
 from campaignflow.api.schemas import ApiModel
 from campaignflow.engine.model import ExecutionRecord, ExecutionStatus, StepStatus
 from campaignflow.services.executions import ExecutionDetail as ExecutionDetailRecord
-from campaignflow.store.executions import DeadLetterRecord, StepRecord
+from campaignflow.store.dead_letters import DeadLetterRecord
+from campaignflow.store.executions import StepRecord
 
 
 class DeadLetterStatus(StrEnum):

@@ -120,6 +120,23 @@ class Interpreter:
         return outcome
 
 
+def unrunnable(
+    execution: ExecutionRecord, tasks: list[TaskRecord], now: datetime, reason: str
+) -> Outcome:
+    """The outcome for an execution whose pinned version cannot be compiled any more (a newer
+    release refuses what an older one stored): it fails now, with the reason, instead of its
+    tasks coming back after every lease forever. There is no dead letter: replaying would meet
+    the same version."""
+    outcome = Outcome(execution, consumed_task_ids=[task.id for task in tasks])
+    outcome.cancelled_prefixes.append(MAIN_TOKEN)
+    execution.state["live"] = 0
+    execution.status = ExecutionStatus.FAILED
+    execution.error = {"message": reason, "retryable": False, "at": now.isoformat()}
+    execution.finished_at = now
+    execution.updated_at = now
+    return outcome
+
+
 class _Run:
     """One advance of one execution: the working state of :meth:`Interpreter.advance`."""
 

@@ -15,7 +15,9 @@ from campaignflow.engine.options import WorkerOptions
 from campaignflow.engine.worker import Worker, database_lanes
 from campaignflow.services.executions import ExecutionService
 from campaignflow.store.database import Database
+from campaignflow.store.dead_letters import DeadLetterStore
 from campaignflow.store.executions import ExecutionStore
+from campaignflow.store.task_queue import TaskQueue
 from campaignflow.store.workflows import WorkflowStore
 
 
@@ -26,6 +28,8 @@ class Engine:
     database: Database
     workflows: WorkflowStore
     executions: ExecutionStore
+    queue: TaskQueue
+    dead_letters: DeadLetterStore
     compiled: CompiledWorkflows
     wakeup: Wakeup
     clock: Clock
@@ -43,6 +47,8 @@ class Engine:
             database,
             workflows,
             ExecutionStore(database),
+            TaskQueue(database),
+            DeadLetterStore(database),
             CompiledWorkflows(load),
             wakeup or wakeup_for(database),
             clock or SystemClock(),
@@ -50,7 +56,12 @@ class Engine:
 
     def service(self) -> ExecutionService:
         return ExecutionService(
-            self.workflows, self.executions, self.compiled, self.wakeup, self.clock
+            self.workflows,
+            self.executions,
+            self.dead_letters,
+            self.compiled,
+            self.wakeup,
+            self.clock,
         )
 
     def worker(self, executors: ExecutorRegistry, options: WorkerOptions | None = None) -> Worker:
@@ -59,7 +70,7 @@ class Engine:
         if lanes != options.lanes:
             options = WorkerOptions(options.batch_size, lanes, options.lease, options.max_idle)
         return Worker(
-            self.executions,
+            self.queue,
             self.compiled,
             Interpreter(executors),
             self.wakeup,

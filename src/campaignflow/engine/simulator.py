@@ -16,34 +16,19 @@ instant as an event runs first (a ``PT4H`` timeout beats an event at ``PT4H``).
 from __future__ import annotations
 
 import copy
-import difflib
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count
-from typing import Annotated, Any, Final, Self
+from typing import Any, Final
 
-from pydantic import Field, JsonValue, StrictBool, StrictInt, ValidationError, model_validator
-
-from campaignflow.domain.cel import CelEvaluationError
-from campaignflow.domain.durations import parse_duration
-from campaignflow.domain.fields import (
-    DurationValue,
-    EventName,
-    FormatModel,
-    Timestamp,
-    domain_error,
-    exactly_one,
-)
-from campaignflow.domain.problems import Problem, document_order
-from campaignflow.domain.pydantic_problems import json_type, problems_from_error
-from campaignflow.domain.schedules import ScheduleError, check_timezone, format_timestamp
-from campaignflow.domain.workflow import ActionNode, WaitForEventNode, WorkflowDefinition
-from campaignflow.engine.actions import ActionCall, ActionFailed, ExecutorRegistry
-from campaignflow.engine.clock import Clock, ManualClock
+from campaignflow.domain.problems import document_order
+from campaignflow.domain.schedules import format_timestamp
+from campaignflow.domain.workflow import ActionNode, WorkflowDefinition
+from campaignflow.engine.actions import ExecutorRegistry
+from campaignflow.engine.clock import ManualClock
 from campaignflow.engine.compiled import CompiledWorkflow, compile_workflow
-from campaignflow.engine.interpreter import Interpreter, correlation_text
+from campaignflow.engine.interpreter import Interpreter
 from campaignflow.engine.model import (
     MAIN_TOKEN,
     DeadLetterDraft,
@@ -55,362 +40,27 @@ from campaignflow.engine.model import (
     TaskKind,
     TaskRecord,
 )
+from campaignflow.engine.scenario import (
+    ENGINE_ACTIONS,
+    EPOCH,
+    Scenario,
+    ScenarioEvent,
+    parse_scenario,
+    scenario_problems,
+)
+from campaignflow.engine.simulation_result import (
+    EventReport,
+    OpenWait,
+    RecordingExecutor,
+    SimulatedMessage,
+    SimulationResult,
+)
+from campaignflow.engine.waits import wait_takes
 from campaignflow.errors import InvalidScenario
 
-#: Where the virtual clock starts when the scenario gives neither ``start`` nor a timed event.
-EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 #: At most this many steps are simulated; a longer path is cut and reported as truncated.
 MAX_STEPS: Final = 10_000
 WORKSPACE: Final = "simulation"
-_ENGINE_ACTIONS: Final = frozenset({"set", "log"})  # run by the interpreter, no executor
-_HTTP_OUTPUT: Final = {"status": 200, "headers": {}, "body": None}
-_CONNECTOR_OUTPUT: Final = {"simulated": True}
-
-
-# ---------------------------------------------------------------------- the scenario
-
-
-class ScenarioEvent(FormatModel):
-    """An event of the contact, at a timestamp or a duration after the start."""
-
-    at: Timestamp | None = Field(None, description="When it arrives (RFC 3339, with offset).")
-    after: DurationValue | None = Field(None, description="When it arrives, after the start.")
-    event: EventName = Field(description="The event's name.")
-    properties: dict[str, JsonValue] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_time(self) -> Self:
-        exactly_one(self, ("at", "after"))
-        return self
-
-    def time(self, start: datetime) -> datetime:
-        if self.at is not None:
-            return self.at.astimezone(UTC)
-        assert self.after is not None  # exactly one of them is set
-        return self.after.add_to(start).astimezone(UTC)
-
-
-class ActionOverride(FormatModel):
-    """What one action node answers: an output, or an error for some (or all) attempts."""
-
-    output: JsonValue = Field(None, description="Step output on success; default per action.")
-    error: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
-    retryable: StrictBool = Field(True, description="Whether the error is worth a retry.")
-    times: Annotated[StrictInt, Field(ge=1, le=1000)] | None = Field(
-        None, description="Fail this many attempts of each visit, then succeed; omitted: always."
-    )
-
-    @model_validator(mode="after")
-    def _error_settings(self) -> Self:
-        if self.error is None:
-            for name in ("retryable", "times"):
-                if name in self.model_fields_set:
-                    raise domain_error("not_allowed", f"{name} only applies with error", at=(name,))
-        return self
-
-    def fails(self, attempt: int) -> bool:
-        return self.error is not None and (self.times is None or attempt <= self.times)
-
-    def result(self, default: Any) -> Any:
-        return copy.deepcopy(self.output) if "output" in self.model_fields_set else default
-
-
-class Scenario(FormatModel):
-    """A contact, its input and its events; see "Dry-run" in ``docs/workflow-format.md``."""
-
-    start: Timestamp | None = Field(
-        None, description="Virtual start; default: the earliest 'at' event, else EPOCH."
-    )
-    subject: Annotated[str, Field(min_length=1, max_length=200)] = "simulated-contact"
-    execution_id: Annotated[str, Field(min_length=1, max_length=200)] = "simulated-execution"
-    contact: dict[str, JsonValue] = Field(default_factory=dict)
-    input: dict[str, JsonValue] = Field(default_factory=dict)
-    events: tuple[ScenarioEvent, ...] = ()
-    actions: dict[str, ActionOverride] = Field(default_factory=dict)
-    horizon: DurationValue = Field(parse_duration("P90D"), description="How far to simulate.")
-
-    @property
-    def start_time(self) -> datetime:
-        if self.start is not None:
-            return self.start.astimezone(UTC)
-        stamps = [event.at for event in self.events if event.at is not None]
-        return min(stamps).astimezone(UTC) if stamps else EPOCH
-
-
-_VOCABULARY: Final = frozenset(
-    field.alias or name
-    for model in (Scenario, ScenarioEvent, ActionOverride)
-    for name, field in model.model_fields.items()
-)
-
-
-def parse_scenario(document: object) -> Scenario:
-    """Read a scenario (parsed JSON or YAML; a bare list is its ``events``).
-
-    Raises :class:`InvalidScenario` with every problem, pointing into ``document`` as written.
-    """
-    wrapped = {"events": document} if isinstance(document, list) else document
-    try:
-        return Scenario.model_validate(wrapped)
-    except ValidationError as exc:
-        problems = problems_from_error(exc, wrapped, vocabulary=_VOCABULARY)
-        if wrapped is not document:
-            problems = [Problem(p.path[1:], p.message, p.code, p.extra) for p in problems]
-        raise InvalidScenario(sorted(problems, key=document_order)) from exc
-
-
-def scenario_problems(scenario: Scenario, definition: WorkflowDefinition) -> list[Problem]:
-    """What is wrong with ``scenario`` for this workflow (overrides, event times, time zone)."""
-    start = scenario.start_time
-    late = [
-        Problem(
-            ("events", index, "at"),
-            f"is before the start ({format_timestamp(start)})",
-            "out_of_range",
-        )
-        for index, event in enumerate(scenario.events)
-        if event.at is not None and event.at < start
-    ]
-    overrides = [_override_problem(node_id, definition) for node_id in scenario.actions]
-    return [*_zone_problems(scenario.contact), *late, *(p for p in overrides if p is not None)]
-
-
-def _override_problem(node_id: str, definition: WorkflowDefinition) -> Problem | None:
-    node = definition.nodes_by_id.get(node_id)
-    where = ("actions", node_id)
-    if node is None:
-        close = difflib.get_close_matches(node_id, list(definition.nodes_by_id), n=1, cutoff=0.7)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return Problem(where, f"no node has id {node_id!r}{hint}", "unknown_node")
-    if not isinstance(node, ActionNode):
-        return Problem(where, f"{node_id!r} is a {node.type} node, not an action", "invalid_value")
-    if node.config.action in _ENGINE_ACTIONS:
-        return Problem(
-            where,
-            f"{node_id!r} runs {node.config.action!r}, which the engine performs itself; only "
-            "http and connector actions can be overridden",
-            "not_allowed",
-        )
-    return None
-
-
-def _zone_problems(contact: Mapping[str, Any]) -> list[Problem]:
-    zone = contact.get("timezone")
-    where = ("contact", "timezone")
-    if zone is None:
-        return []
-    if not isinstance(zone, str):
-        return [Problem(where, f"must be a string, not {json_type(zone)}", "type")]
-    try:
-        check_timezone(zone)
-    except ScheduleError as exc:
-        return [Problem(where, exc.message, exc.code)]
-    except OSError:  # a directory of the zone database ("America")
-        return [Problem(where, f"{zone!r} is not an IANA time zone name", "invalid_timezone")]
-    return []
-
-
-# ---------------------------------------------------------------------- what the run shows
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatedMessage:
-    """One call an action would have made; ``seq`` is the step that logged it."""
-
-    seq: int
-    at: datetime
-    node_id: str
-    action: str
-    attempt: int
-    target: str | None
-    params: dict[str, Any]
-    idempotency_key: str
-    error: str | None  # None: it would have been sent
-
-    def to_dict(self, branch: str | None) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "at": format_timestamp(self.at),
-            "nodeId": self.node_id,
-            "branch": branch,
-            "action": self.action,
-            "attempt": self.attempt,
-            "target": self.target,
-            "params": self.params,
-            "idempotencyKey": self.idempotency_key,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class OpenWait:
-    node_id: str
-    token: str
-    event_name: str
-    correlation_value: str | None
-    expires_at: datetime | None
-    created_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "nodeId": self.node_id,
-            "branch": self.token,
-            "event": self.event_name,
-            "correlationValue": self.correlation_value,
-            "since": format_timestamp(self.created_at),
-            "expiresAt": _stamp(self.expires_at),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EventReport:
-    """An event of the scenario and what became of it; ``after_step`` orders it in the path."""
-
-    at: datetime
-    name: str
-    matched: bool
-    after_step: int
-    node_id: str | None = None
-    branch: str | None = None
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "at": format_timestamp(self.at),
-            "name": self.name,
-            "matched": self.matched,
-            "nodeId": self.node_id,
-            "branch": self.branch,
-            "afterStep": self.after_step,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SimulationResult:
-    """What the dry-run saw; ``status`` is the execution's, ``simulated_until`` where time stopped.
-
-    ``horizon_reached``: work or events were left beyond the horizon. ``truncated``: the path
-    hit :data:`MAX_STEPS`.
-    """
-
-    workflow_id: str
-    subject: str
-    status: str
-    start: datetime
-    simulated_until: datetime
-    finished_at: datetime | None
-    error: dict[str, Any] | None
-    path: tuple[StepEntry, ...]
-    messages: tuple[SimulatedMessage, ...]
-    waits: tuple[OpenWait, ...]
-    dead_letters: tuple[DeadLetterDraft, ...]
-    events: tuple[EventReport, ...]
-    truncated: bool
-    horizon_reached: bool
-
-    def calls(self) -> dict[int, SimulatedMessage]:
-        """The message each action step made, by the step's ``seq``."""
-        return {message.seq: message for message in self.messages}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, camelCase; times are RFC 3339 (UTC, ``Z``)."""
-        branches = {step.seq: step.token for step in self.path}
-        calls = self.calls()
-        return {
-            "workflowId": self.workflow_id,
-            "subject": self.subject,
-            "status": self.status,
-            "start": format_timestamp(self.start),
-            "simulatedUntil": format_timestamp(self.simulated_until),
-            "finishedAt": _stamp(self.finished_at),
-            "error": self.error,
-            "truncated": self.truncated,
-            "horizonReached": self.horizon_reached,
-            "path": [_step(step, calls.get(step.seq)) for step in self.path],
-            "messages": [m.to_dict(branches.get(m.seq)) for m in self.messages],
-            "waits": [wait.to_dict() for wait in self.waits],
-            "deadLetters": [_dead_letter(letter) for letter in self.dead_letters],
-            "events": [event.to_dict() for event in self.events],
-        }
-
-
-def _step(step: StepEntry, message: SimulatedMessage | None) -> dict[str, Any]:
-    return {
-        "seq": step.seq,
-        "at": format_timestamp(step.finished_at),
-        "startedAt": format_timestamp(step.started_at),
-        "nodeId": step.node_id,
-        "nodeType": step.node_type,
-        "branch": step.token,
-        "attempt": step.attempt,
-        "status": str(step.status),
-        "output": step.output,
-        "error": step.error,
-        "action": message.action if message else None,
-        "target": message.target if message else None,
-    }
-
-
-def _dead_letter(letter: DeadLetterDraft) -> dict[str, Any]:
-    return {
-        "nodeId": letter.node_id,
-        "branch": letter.token,
-        "attempts": letter.attempts,
-        "errors": letter.errors,
-    }
-
-
-def _stamp(moment: datetime | None) -> str | None:
-    return None if moment is None else format_timestamp(moment)
-
-
-# ---------------------------------------------------------------------- the executor
-
-
-class RecordingExecutor:
-    """Records each call and answers it from the scenario's overrides; sends nothing."""
-
-    def __init__(
-        self, clock: Clock, execution: ExecutionRecord, overrides: Mapping[str, ActionOverride]
-    ) -> None:
-        self._clock = clock
-        self._execution = execution
-        self._overrides = overrides
-        self.messages: list[SimulatedMessage] = []
-
-    async def execute(self, call: ActionCall) -> Any:
-        override = self._overrides.get(call.node_id)
-        params = copy.deepcopy(dict(call.params))
-        error = override.error if override is not None and override.fails(call.attempt) else None
-        self.messages.append(
-            SimulatedMessage(
-                # The interpreter logs the call's step right after it returns or raises.
-                seq=int(self._execution.state.get("seq", 0)) + 1,
-                at=self._clock.now(),
-                node_id=call.node_id,
-                action=call.action,
-                attempt=call.attempt,
-                target=_target(call.action, params),
-                params=params,
-                idempotency_key=call.idempotency_key,
-                error=error,
-            )
-        )
-        if error is not None:
-            assert override is not None
-            raise ActionFailed(error, retryable=override.retryable)
-        default = _HTTP_OUTPUT if call.action == "http" else _CONNECTOR_OUTPUT
-        return override.result(copy.deepcopy(default)) if override else copy.deepcopy(default)
-
-
-def _target(action: str, params: Mapping[str, Any]) -> str | None:
-    """Whom a call addresses, for people: ``POST <url>`` for http, else a recipient param."""
-    if action == "http":
-        url = params.get("url")
-        return f"{params.get('method', 'POST')} {url}" if isinstance(url, str) else None
-    found = (params.get(key) for key in ("to", "email", "recipient"))
-    return next((value for value in found if isinstance(value, str)), None)
 
 
 # ---------------------------------------------------------------------- the run
@@ -434,7 +84,7 @@ async def simulate(definition: Mapping[str, Any], scenario: Scenario) -> Simulat
 def _registry(definition: WorkflowDefinition, executor: RecordingExecutor) -> ExecutorRegistry:
     names = {node.config.action for node in definition.nodes if isinstance(node, ActionNode)}
     registry = ExecutorRegistry()
-    for name in sorted((names | {"http"}) - _ENGINE_ACTIONS):
+    for name in sorted((names | {"http"}) - ENGINE_ACTIONS):
         registry = registry.with_executor(name, executor)
     return registry
 
@@ -617,33 +267,14 @@ class _Simulation:
         self._report(at, scenario_event.event, wait=wait)
 
     def _takes(self, wait: OpenWait, event: Mapping[str, Any]) -> bool:
-        node = self.compiled.node(wait.node_id)
-        if not isinstance(node, WaitForEventNode):
-            return False
-        properties = event.get("properties")
-        properties = properties if isinstance(properties, Mapping) else {}
-        key = node.config.correlation_key
-        if key is not None and (
-            key not in properties or correlation_text(properties[key]) != wait.correlation_value
-        ):
-            return False
-        return node.config.condition is None or self._condition_holds(node, event)
-
-    def _condition_holds(self, node: WaitForEventNode, event: Mapping[str, Any]) -> bool:
-        execution = self.execution
-        context = {
-            "input": execution.input,
-            "event": dict(event),
-            "contact": execution.contact,
-            "steps": execution.state.get("steps", {}),
-            "vars": execution.state.get("vars", {}),
-            "now": self.clock.now(),
-        }
-        expression = self.compiled.expression(node.id, "config", "condition")
-        try:
-            return expression.evaluate_bool(context)
-        except CelEvaluationError:
-            return False  # an event the condition cannot read does not match
+        return wait_takes(
+            self.compiled,
+            node_id=wait.node_id,
+            correlation_value=wait.correlation_value,
+            execution=self.execution,
+            event=event,
+            now=self.clock.now(),
+        )
 
     def _report(
         self, at: datetime, name: str, *, wait: OpenWait | None = None, reason: str | None = None
@@ -682,3 +313,15 @@ class _Simulation:
             truncated=self.truncated,
             horizon_reached=self.horizon_reached,
         )
+
+
+__all__ = [
+    "EPOCH",
+    "MAX_STEPS",
+    "RecordingExecutor",
+    "Scenario",
+    "SimulatedMessage",
+    "SimulationResult",
+    "parse_scenario",
+    "simulate",
+]

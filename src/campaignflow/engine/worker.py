@@ -17,13 +17,14 @@ from collections import defaultdict
 from campaignflow.bus.wakeup import Wakeup
 from campaignflow.engine.clock import Clock
 from campaignflow.engine.compiled import CompiledWorkflows
-from campaignflow.engine.interpreter import Interpreter
+from campaignflow.engine.interpreter import Interpreter, unrunnable
 from campaignflow.engine.model import ExecutionRecord, Outcome, TaskRecord
 from campaignflow.engine.options import WorkerOptions
-from campaignflow.errors import CampaignflowError
+from campaignflow.errors import CampaignflowError, InvalidDefinition
 from campaignflow.store.database import Database
-from campaignflow.store.executions import ExecutionStore, Key
+from campaignflow.store.engine_rows import Key
 from campaignflow.store.ids import new_id
+from campaignflow.store.task_queue import TaskQueue
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Worker:
 
     def __init__(
         self,
-        store: ExecutionStore,
+        queue: TaskQueue,
         workflows: CompiledWorkflows,
         interpreter: Interpreter,
         wakeup: Wakeup,
@@ -46,7 +47,7 @@ class Worker:
         options: WorkerOptions | None = None,
         name: str | None = None,
     ) -> None:
-        self.store = store
+        self.queue = queue
         self.workflows = workflows
         self.interpreter = interpreter
         self.wakeup = wakeup
@@ -58,7 +59,7 @@ class Worker:
     async def run_once(self) -> int:
         """Claim one batch, advance it and commit it; return how many tasks it held."""
         now = self.clock.now()
-        tasks, executions = await self.store.claim_batch(
+        tasks, executions = await self.queue.claim_batch(
             self.name, now, lease=self.options.lease, limit=self.options.batch_size
         )
         if not tasks:
@@ -71,29 +72,36 @@ class Worker:
         ]
         advanced = await asyncio.gather(
             *(
-                self._advance(executions[key], group, now)
+                self._advance(executions[key], group)
                 for key, group in by_execution.items()
                 if key in executions
             )
         )
         outcomes = [outcome for outcome in advanced if outcome is not None]
         revisions = {key: record.revision for key, record in executions.items()}
-        conflicts = await self.store.commit(outcomes, revisions, self.name, self.clock.now())
+        conflicts = await self.queue.commit(outcomes, revisions, self.name, self.clock.now())
         if orphans:
-            await self.store.drop_tasks(orphans)
+            await self.queue.drop_tasks(orphans)
         if conflicts:
             logger.debug(
                 "%d execution(s) changed under the batch; their tasks run again", len(conflicts)
             )
         return len(tasks)
 
-    async def _advance(
-        self, execution: ExecutionRecord, tasks: list[TaskRecord], now: object
-    ) -> Outcome | None:
+    async def _advance(self, execution: ExecutionRecord, tasks: list[TaskRecord]) -> Outcome | None:
+        now = self.clock.now()
         try:
             compiled = await self.workflows.get(
                 execution.workspace_id, execution.workflow_id, execution.workflow_version
             )
+        except InvalidDefinition as exc:
+            first = exc.problems[0].to_dict() if exc.problems else {}
+            reason = (
+                f"version {execution.workflow_version} of {execution.workflow_id!r} no longer "
+                f"validates: {first.get('pointer', '')} {first.get('detail', exc.message)}"
+            )
+            logger.error("execution %s cannot run: %s", execution.id, reason)
+            return unrunnable(execution, tasks, now, reason)
         except CampaignflowError:
             logger.exception(
                 "cannot load workflow %s v%d for execution %s",
@@ -102,7 +110,7 @@ class Worker:
                 execution.id,
             )
             return None  # its tasks stay leased and come back when the lease runs out
-        return await self.interpreter.advance(execution, compiled, tasks, self.clock.now())
+        return await self.interpreter.advance(execution, compiled, tasks, now)
 
     async def run(self) -> None:
         """Run lanes until :meth:`stop`; each finishes the batch it holds before returning."""
@@ -125,7 +133,7 @@ class Worker:
                 await self._sleep(await self._idle_seconds())
 
     async def _idle_seconds(self) -> float:
-        due = await self.store.next_due()
+        due = await self.queue.next_due()
         ceiling = self.options.max_idle.total_seconds()
         if due is None:
             return ceiling

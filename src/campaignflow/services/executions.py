@@ -11,16 +11,15 @@ from enum import StrEnum
 from typing import Any
 
 from campaignflow.bus.wakeup import Wakeup
-from campaignflow.domain.cel import CelEvaluationError
-from campaignflow.domain.workflow import WaitForEventNode
 from campaignflow.engine.clock import Clock
 from campaignflow.engine.compiled import CompiledWorkflows
-from campaignflow.engine.interpreter import correlation_text
 from campaignflow.engine.model import ExecutionRecord, ExecutionStatus
-from campaignflow.engine.simulator import parse_scenario, simulate
+from campaignflow.engine.scenario import parse_scenario
+from campaignflow.engine.simulator import simulate
+from campaignflow.engine.waits import wait_takes
 from campaignflow.errors import Conflict, IdempotencyKeyReused
+from campaignflow.store.dead_letters import DeadLetterRecord, DeadLetterStore
 from campaignflow.store.executions import (
-    DeadLetterRecord,
     ExecutionStore,
     NewExecution,
     StepRecord,
@@ -48,6 +47,7 @@ class ExecutionDetail:
 class ExecutionService:
     workflows: WorkflowStore
     executions: ExecutionStore
+    letters: DeadLetterStore
     compiled: CompiledWorkflows
     wakeup: Wakeup
     clock: Clock
@@ -196,35 +196,17 @@ class ExecutionService:
         compiled = await self.compiled.get(
             execution.workspace_id, execution.workflow_id, execution.workflow_version
         )
-        properties = event.get("properties")
-        properties = properties if isinstance(properties, Mapping) else {}
+        now = self.clock.now()
         for wait in sorted(candidates, key=lambda w: w.created_at):
-            node = compiled.node(wait.node_id)
-            if not isinstance(node, WaitForEventNode):
-                continue
-            key = node.config.correlation_key
-            if key is not None and (
-                key not in properties or correlation_text(properties[key]) != wait.correlation_value
+            if wait_takes(
+                compiled,
+                node_id=wait.node_id,
+                correlation_value=wait.correlation_value,
+                execution=execution,
+                event=event,
+                now=now,
             ):
-                continue
-            if node.config.condition is not None:
-                context = {
-                    "input": execution.input,
-                    "event": dict(event),
-                    "contact": execution.contact,
-                    "steps": execution.state.get("steps", {}),
-                    "vars": execution.state.get("vars", {}),
-                    "now": self.clock.now(),
-                }
-                try:
-                    matched = compiled.expression(node.id, "config", "condition").evaluate_bool(
-                        context
-                    )
-                except CelEvaluationError:
-                    matched = False  # an event the condition cannot read does not match
-                if not matched:
-                    continue
-            return wait
+                return wait
         return None
 
     # ------------------------------------------------------------------ dead letters
@@ -238,28 +220,26 @@ class ExecutionService:
         before: str | None = None,
         limit: int = 50,
     ) -> list[DeadLetterRecord]:
-        return await self.executions.dead_letters(
+        return await self.letters.list(
             workspace_id, status=status, workflow_id=workflow_id, before=before, limit=limit
         )
 
     async def dead_letter(self, workspace_id: str, dead_letter_id: str) -> DeadLetterRecord:
-        return await self.executions.dead_letter(workspace_id, dead_letter_id)
+        return await self.letters.get(workspace_id, dead_letter_id)
 
     async def replay(self, workspace_id: str, dead_letter_id: str) -> DeadLetterRecord:
         """Re-run the failed node of a dead letter (its execution becomes running again)."""
-        letter = await self.executions.dead_letter(workspace_id, dead_letter_id)
+        letter = await self.letters.get(workspace_id, dead_letter_id)
         if letter.status != "open":
             raise Conflict(f"Dead letter {dead_letter_id!r} is already {letter.status}.")
         await self.executions.reopen(
             workspace_id, letter.execution_id, self.clock.now(), dead_letter_id=dead_letter_id
         )
         await self.wakeup.notify()
-        return await self.executions.dead_letter(workspace_id, dead_letter_id)
+        return await self.letters.get(workspace_id, dead_letter_id)
 
     async def discard(self, workspace_id: str, dead_letter_id: str) -> DeadLetterRecord:
-        return await self.executions.discard_dead_letter(
-            workspace_id, dead_letter_id, self.clock.now()
-        )
+        return await self.letters.discard(workspace_id, dead_letter_id, self.clock.now())
 
 
 def _same_request(

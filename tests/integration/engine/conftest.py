@@ -24,7 +24,9 @@ from campaignflow.engine.worker import Worker, WorkerOptions
 from campaignflow.services.executions import ExecutionService
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
+from campaignflow.store.dead_letters import DeadLetterStore
 from campaignflow.store.executions import ExecutionStore, StepRecord
+from campaignflow.store.task_queue import TaskQueue
 from campaignflow.store.workflows import WorkflowStore
 from tests._support.sink import Sink, running_sink
 
@@ -38,6 +40,7 @@ class Harness:
     clock: ManualClock
     workflows: WorkflowService
     executions: ExecutionStore
+    queue: TaskQueue
     service: ExecutionService
     worker: Worker
     sink: Sink
@@ -89,6 +92,7 @@ async def harness(database: Database) -> AsyncIterator[Harness]:
     workflow_store = WorkflowStore(database, clock=clock.now)
     await workflow_store.ensure_workspace(WORKSPACE, "Acme")
     executions = ExecutionStore(database)
+    queue = TaskQueue(database)
 
     async def load(workspace: str, workflow: str, version: int) -> dict[str, Any]:
         return (await workflow_store.get_version(workspace, workflow, version)).definition
@@ -98,7 +102,7 @@ async def harness(database: Database) -> AsyncIterator[Harness]:
     http = HttpExecutor()
     interpreter = Interpreter(ExecutorRegistry().with_executor("http", http))
     worker = Worker(
-        executions,
+        queue,
         compiled,
         interpreter,
         wakeup,
@@ -106,10 +110,18 @@ async def harness(database: Database) -> AsyncIterator[Harness]:
         options=WorkerOptions(batch_size=50, lanes=1),
         name="test-worker",
     )
-    service = ExecutionService(workflow_store, executions, compiled, wakeup, clock)
+    letters = DeadLetterStore(database)
+    service = ExecutionService(workflow_store, executions, letters, compiled, wakeup, clock)
     async with running_sink() as sink:
         yield Harness(
-            database, clock, WorkflowService(workflow_store), executions, service, worker, sink
+            database,
+            clock,
+            WorkflowService(workflow_store),
+            executions,
+            queue,
+            service,
+            worker,
+            sink,
         )
     await http.aclose()
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from campaignflow.errors import Conflict
+from campaignflow.store.executions import NewExecution
 from tests.integration.engine.conftest import WORKSPACE, Harness, workflow
 
 
@@ -89,7 +90,7 @@ async def test_exhausted_retries_make_a_dead_letter_and_fail_the_execution(
     assert [error["attempt"] for error in letter.errors] == [1, 2, 3]
     assert all(error["retryable"] for error in letter.errors)
     assert letter.input == {"order": 7}
-    assert await harness.executions.next_due() is None
+    assert await harness.queue.next_due() is None
 
 
 async def test_a_non_retryable_error_is_not_retried(harness: Harness) -> None:
@@ -189,7 +190,7 @@ async def test_cancel_removes_timers_and_waits(harness: Harness) -> None:
     cancelled = await harness.service.cancel(WORKSPACE, execution_id)
 
     assert cancelled.status == "cancelled"
-    assert await harness.executions.next_due() is None
+    assert await harness.queue.next_due() is None
     assert await harness.executions.waits(WORKSPACE, execution_id) == []
     with pytest.raises(Conflict):
         await harness.service.cancel(WORKSPACE, execution_id)
@@ -219,10 +220,10 @@ async def test_a_stale_commit_is_not_written_and_its_tasks_run_again(harness: Ha
     """A worker whose execution changed under it (here: cancelled) writes nothing for it."""
     definition = calling(f"{harness.sink.url}/ok", error_handling={})
     execution_id = await harness.start(await harness.deploy(definition))
-    tasks = await harness.executions.claim(
+    tasks = await harness.queue.claim(
         "w1", harness.clock.now(), lease=timedelta(minutes=1), limit=10
     )
-    loaded = await harness.executions.load([(WORKSPACE, execution_id)])
+    loaded = await harness.queue.load([(WORKSPACE, execution_id)])
     await harness.service.cancel(WORKSPACE, execution_id)  # bumps the revision
     compiled = await harness.service.compiled.get(WORKSPACE, "calling", 1)
     outcome = await harness.worker.interpreter.advance(
@@ -230,7 +231,7 @@ async def test_a_stale_commit_is_not_written_and_its_tasks_run_again(harness: Ha
     )
     revisions = {key: record.revision for key, record in loaded.items()}
 
-    conflicts = await harness.executions.commit([outcome], revisions, "w1", harness.clock.now())
+    conflicts = await harness.queue.commit([outcome], revisions, "w1", harness.clock.now())
 
     assert conflicts == [(WORKSPACE, execution_id)]
     execution = await harness.execution(execution_id)
@@ -302,3 +303,25 @@ async def test_a_node_retry_override_beats_the_workflow_policy(harness: Harness)
     assert (await harness.execution(execution_id)).status == "failed"
     (letter,) = await harness.service.dead_letters(WORKSPACE)
     assert letter.attempts == 2
+
+
+async def test_a_version_that_no_longer_validates_fails_its_executions_at_once(
+    harness: Harness,
+) -> None:
+    """As if an older release stored it: the worker fails the execution with the reason
+    instead of letting its task come back after every lease."""
+    broken = workflow("legacy", [{"id": "done", "type": "end", "next": "nowhere"}])
+    store = harness.workflows.store
+    await store.create(
+        WORKSPACE, "legacy", name="Legacy", definition=broken, content_hash="x", status="active"
+    )
+    new = NewExecution(WORKSPACE, "legacy", 1, "c1", "test", {}, {}, "done")
+    (record,) = await harness.executions.start_many([new], harness.clock.now())
+
+    await harness.drain()
+
+    execution = await harness.execution(record.id)
+    assert execution.status == "failed"
+    assert execution.error is not None
+    assert "no longer validates" in execution.error["message"]
+    assert await harness.queue.next_due() is None

@@ -284,7 +284,7 @@ async def test_parallel_any_join_continues_once_and_cancels_the_slow_branch(
     assert execution.status == "completed"
     path = [node for node, _ in await harness.path(execution_id)]
     assert path == ["fan", "fast", "first", "done"]
-    assert await harness.executions.next_due() is None  # the slow branch's timer is gone
+    assert await harness.queue.next_due() is None  # the slow branch's timer is gone
 
 
 async def test_wait_for_event_resumes_on_a_correlated_matching_event(harness: Harness) -> None:
@@ -325,7 +325,7 @@ async def test_wait_for_event_resumes_on_a_correlated_matching_event(harness: Ha
     assert await harness.path(execution_id) == [("wait", "completed"), ("thanks", "completed")]
     assert (await harness.steps(execution_id))[0].output == order
     assert (await harness.execution(execution_id)).status == "completed"
-    assert await harness.executions.next_due() is None  # the timeout task went with the wait
+    assert await harness.queue.next_due() is None  # the timeout task went with the wait
 
 
 async def test_wait_for_event_times_out_into_its_timeout_branch(harness: Harness) -> None:

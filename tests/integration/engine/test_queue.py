@@ -23,7 +23,7 @@ async def test_a_leased_task_is_not_claimed_twice_until_its_lease_expires(
 ) -> None:
     await harness.start(await harness.deploy(ONE_NODE))
     lease = timedelta(seconds=30)
-    store = harness.executions
+    store = harness.queue
 
     first = await store.claim("w1", harness.clock.now(), lease=lease, limit=10)
     assert len(first) == 1
@@ -39,9 +39,7 @@ async def test_a_leased_task_is_not_claimed_twice_until_its_lease_expires(
 async def test_a_worker_that_died_mid_batch_loses_nothing(harness: Harness) -> None:
     """Claimed by a worker that never commits: after the lease, another worker finishes it."""
     execution_id = await harness.start(await harness.deploy(ONE_NODE))
-    await harness.executions.claim(
-        "dead", harness.clock.now(), lease=timedelta(minutes=1), limit=10
-    )
+    await harness.queue.claim("dead", harness.clock.now(), lease=timedelta(minutes=1), limit=10)
 
     assert await harness.drain() == 0  # leased: nothing to do yet
     await harness.advance(timedelta(minutes=1))
@@ -57,7 +55,7 @@ async def test_claims_are_batched_and_oldest_first(harness: Harness) -> None:
         ids.append(await harness.start(workflow_id))
         harness.clock.advance(timedelta(seconds=1))
 
-    claimed = await harness.executions.claim(
+    claimed = await harness.queue.claim(
         "w", harness.clock.now(), lease=timedelta(minutes=1), limit=3
     )
 
