@@ -39,6 +39,10 @@ class ClientError(CampaignflowError):
     """The request cannot be served as sent."""
 
 
+class InvalidValue(ClientError):
+    """A value in the request cannot be stored or compared by the database."""
+
+
 class NotFound(ClientError):
     """The resource does not exist."""
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from campaignflow import __version__
 from campaignflow.api.auth import require_principal
 from campaignflow.api.openapi import DESCRIPTION, build_openapi
+from campaignflow.api.parameters import refuse_nul
 from campaignflow.api.problems import install_problem_handlers
 from campaignflow.api.routers import dead_letters, executions, health, workflows
 from campaignflow.config import Settings
@@ -63,7 +64,9 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(health.router)
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_principal)])
+    api = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(require_principal), Depends(refuse_nul)]
+    )
     api.include_router(workflows.router)
     api.include_router(executions.router)
     api.include_router(dead_letters.router)

@@ -13,6 +13,7 @@ import orjson
 from fastapi import Request
 
 from campaignflow.api.problems import ProblemError
+from campaignflow.domain.problems import to_pointer
 
 JSON_MEDIA_TYPES = frozenset({"application/json"})
 
@@ -70,11 +71,11 @@ async def read_body(request: Request, *, limit: int) -> bytes:
 
 
 def parse_json(body: bytes) -> object:
-    """Parse JSON, reporting where the syntax broke."""
+    """Parse JSON, reporting where the syntax broke; refuse strings holding U+0000."""
     if not body.strip():
         raise ProblemError(HTTPStatus.BAD_REQUEST, "malformed-json", "The request body is empty.")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ProblemError(
             HTTPStatus.BAD_REQUEST,
@@ -82,6 +83,46 @@ def parse_json(body: bytes) -> object:
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
             problems=[{"pointer": "", "detail": exc.msg, "line": exc.lineno, "column": exc.colno}],
         ) from exc
+    if b"\\u0000" in body:  # cheap test first: JSON can only carry NUL escaped
+        _refuse_nul(document)
+    return document
+
+
+_MAX_REPORTED = 20
+
+
+def _refuse_nul(document: object) -> None:
+    """PostgreSQL stores no U+0000 in text or jsonb; say where it is instead of failing later
+    (and SQLite would store what PostgreSQL refuses: both dialects answer the same)."""
+    found: list[dict[str, object]] = []
+    pending: list[tuple[tuple[str | int, ...], object]] = [((), document)]
+    while pending and len(found) < _MAX_REPORTED:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append(_nul_problem(path, "this string"))
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                if "\x00" in key:
+                    found.append(_nul_problem((*path, key), "this member's name"))
+                pending.append(((*path, key), child))
+        elif isinstance(value, list):
+            pending.extend(((*path, index), child) for index, child in enumerate(value))
+    if found:
+        raise ProblemError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            "Strings in the body must not contain the character U+0000.",
+            problems=sorted(found, key=lambda problem: str(problem["pointer"])),
+        )
+
+
+def _nul_problem(path: tuple[str | int, ...], what: str) -> dict[str, object]:
+    return {
+        "pointer": to_pointer(path),
+        "detail": f"{what} contains U+0000, which cannot be stored",
+        "code": "invalid_character",
+    }
 
 
 async def read_json(request: Request, *, limit: int) -> object:

@@ -30,6 +30,10 @@ from campaignflow.errors import InvalidScenario
 EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 #: Actions the interpreter runs itself; the scenario cannot override them.
 ENGINE_ACTIONS: Final = frozenset({"set", "log"})
+#: Virtual time stays in this range: with durations of at most ten years on top, every instant
+#: the run computes stays far inside what a datetime can hold.
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(3000, 1, 1, tzinfo=UTC)
 
 # ---------------------------------------------------------------------- the scenario
 
@@ -136,7 +140,23 @@ def scenario_problems(scenario: Scenario, definition: WorkflowDefinition) -> lis
         if event.at is not None and event.at < start
     ]
     overrides = [_override_problem(node_id, definition) for node_id in scenario.actions]
-    return [*_zone_problems(scenario.contact), *late, *(p for p in overrides if p is not None)]
+    return [
+        *_range_problems(scenario),
+        *_zone_problems(scenario.contact),
+        *late,
+        *(p for p in overrides if p is not None),
+    ]
+
+
+def _range_problems(scenario: Scenario) -> list[Problem]:
+    stamps: list[tuple[tuple[str | int, ...], datetime | None]] = [(("start",), scenario.start)]
+    stamps += [(("events", i, "at"), event.at) for i, event in enumerate(scenario.events)]
+    window = f"{format_timestamp(EARLIEST)} … {format_timestamp(LATEST)}"
+    return [
+        Problem(path, f"must lie between {window}", "out_of_range")
+        for path, stamp in stamps
+        if stamp is not None and not EARLIEST <= stamp < LATEST
+    ]
 
 
 def _override_problem(node_id: str, definition: WorkflowDefinition) -> Problem | None:

@@ -26,7 +26,12 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from campaignflow.errors import ConfigurationError, DatabaseUnavailable, StorageError
+from campaignflow.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidValue,
+    StorageError,
+)
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -200,7 +205,20 @@ def translate_errors() -> Iterator[None]:
     except (SQLAlchemyError, *_NETWORK_ERRORS) as exc:
         if _is_unavailable(exc):
             raise DatabaseUnavailable(f"The database is not available: {_reason(exc)}") from exc
+        if _is_bad_value(exc):
+            raise InvalidValue(
+                f"The database cannot store a value of this request: {_reason(exc)}"
+            ) from exc
         raise StorageError(f"The database operation failed: {_reason(exc)}") from exc
+
+
+def _is_bad_value(exc: BaseException) -> bool:
+    """SQLSTATE class 22 (data exception): a value the database refuses — U+0000 in text, a
+    number or date out of its range. It came with the request; the request is what is wrong."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate.startswith("22")
 
 
 # SQLSTATE classes: connection exception, insufficient resources, operator intervention.

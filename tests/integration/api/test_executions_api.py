@@ -672,3 +672,34 @@ async def test_an_unknown_in_flight_policy_is_400_naming_the_parameter(api: Api)
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["parameter"] == "inFlight"
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/api/v1/executions?subject=a%00b", "subject"),
+        ("/api/v1/executions/a%00b", "execution_id"),
+        ("/api/v1/workflows/a%00b", "workflow_id"),
+        ("/api/v1/workflows?name=a%00", "name"),
+        ("/api/v1/dead-letters/a%00", "dead_letter_id"),
+    ],
+)
+async def test_nul_in_a_parameter_is_400_naming_it_on_every_database(
+    api: Api, url: str, parameter: str
+) -> None:
+    response = await api.client.get(url)
+
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["parameter"] == parameter
+    assert error["code"] == "invalid_character"
+
+
+async def test_nul_in_the_body_is_422_with_its_pointer(api: Api) -> None:
+    await api.deploy("welcome")
+
+    response = await api.execute("welcome", "a\x00b", input={"note": "x\x00"})
+
+    assert response.status_code == 422
+    pointers = [error["pointer"] for error in response.json()["errors"]]
+    assert pointers == ["/input/note", "/subject"]

@@ -1,0 +1,30 @@
+"""Checks on path and query parameters that hold for every route."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi import Request
+
+from campaignflow.api.problems import ProblemError
+
+
+async def refuse_nul(request: Request) -> None:
+    """U+0000 in a path or query parameter is a 400 naming it, on every database alike
+    (PostgreSQL cannot compare text holding it; SQLite would quietly find nothing)."""
+    found: list[dict[str, object]] = [
+        {"parameter": name, "in": where, "detail": "contains U+0000", "code": "invalid_character"}
+        for where, items in (
+            ("path", request.path_params.items()),
+            ("query", request.query_params.multi_items()),
+        )
+        for name, value in items
+        if isinstance(value, str) and "\x00" in value
+    ]
+    if found:
+        raise ProblemError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid-request",
+            "Parameters must not contain the character U+0000.",
+            problems=found,
+        )
