@@ -55,6 +55,9 @@ def test_schemathesis_finds_no_server_errors(served: Server, tmp_path: Path) -> 
         "--report-dir",
         str(tmp_path),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=360, check=False)
+    # cwd: schemathesis keeps a crash cache in ./.schemathesis; not in the repository.
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=360, check=False, cwd=tmp_path
+    )
 
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
