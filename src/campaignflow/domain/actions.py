@@ -37,7 +37,7 @@ NAMESPACED_ACTION = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
 class HttpParams(FormatModel):
     """Parameters of ``http``: one HTTP request; its response becomes the step output."""
 
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+    method: Literal["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"] = Field(
         "POST", description="HTTP method."
     )
     url: Annotated[str, Field(min_length=1, max_length=8000)] = Field(

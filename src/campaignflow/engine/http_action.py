@@ -28,7 +28,7 @@ from campaignflow.domain.durations import InvalidDuration, parse_duration
 from campaignflow.engine.actions import IDEMPOTENCY_HEADER, ActionCall, ActionFailed
 from campaignflow.engine.clock import Clock, SystemClock
 
-METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 USER_AGENT = f"campaignflow/{__version__}"
 DETAILS_BODY_CHARS = 2048

@@ -78,6 +78,16 @@ async def test_sends_method_headers_and_json_body(
     assert echoed["headers"]["user-agent"] == f"campaignflow/{__version__}"
 
 
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+async def test_head_and_options_are_sent_too(
+    sink: Sink, executor: HttpExecutor, method: str
+) -> None:
+    output = await executor.execute(http_call(f"{sink.url}/ok", method=method))
+    assert output["status"] == 200
+    assert sink.requests[-1]["method"] == method
+    assert output["body"] is None or method == "OPTIONS"  # HEAD responses carry no body
+
+
 async def test_no_body_is_sent_when_body_is_none(sink: Sink, executor: HttpExecutor) -> None:
     await executor.execute(http_call(f"{sink.url}/echo", method="POST"))
     recorded = sink.requests[-1]
