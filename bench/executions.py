@@ -175,6 +175,8 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=int, default=300, help="executions/s in the latency phase")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--lanes", type=int, default=4, help="batches in flight per worker")
+    parser.add_argument("--batch-size", type=int, default=256, help="tasks per claim")
     parser.add_argument("--database-url", default=os.environ.get("CAMPAIGNFLOW_TEST_DATABASE_URL"))
     args = parser.parse_args()
     port = free_port()
@@ -190,6 +192,8 @@ async def main() -> None:
                 env = {
                     **{k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNFLOW_")},
                     "CAMPAIGNFLOW_DATABASE_URL": url,
+                    "CAMPAIGNFLOW_WORKER__LANES": str(args.lanes),
+                    "CAMPAIGNFLOW_WORKER__BATCH_SIZE": str(args.batch_size),
                 }
                 try:
                     workflow_id = await prepare(database, sink_url)

@@ -7,7 +7,7 @@ starting eight seconds ahead (marking them due takes seconds on a million rows),
 the first due instant to the last firing), lateness (step finished_at minus the timer's due
 time) and the workers' peak resident memory. The bar: at 5,000 due per second, fired within 1 s.
 
-    python bench/timers.py [--waiting 1000000] [--due 50000] [--rate 5000] [--workers 2]
+    python bench/timers.py [--waiting 1000000] [--due 60000] [--rate 6000] [--workers 2]
 
 PostgreSQL: --database-url, else CAMPAIGNFLOW_TEST_DATABASE_URL, else a throwaway server from the
 installed binaries.
@@ -153,8 +153,8 @@ def lateness(dsn: str, start: datetime) -> tuple[list[float], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--waiting", type=int, default=1_000_000)
-    parser.add_argument("--due", type=int, default=50_000)
-    parser.add_argument("--rate", type=int, default=5_000, help="timers falling due per second")
+    parser.add_argument("--due", type=int, default=60_000)
+    parser.add_argument("--rate", type=int, default=6_000, help="timers falling due per second")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default=os.environ.get("CAMPAIGNFLOW_TEST_DATABASE_URL"))
     args = parser.parse_args()
