@@ -137,6 +137,7 @@ async def latency(
     *,
     rate: int,
     seconds: float,
+    inserts_per_s: int,
     env: dict[str, str],
     workers: int,
 ) -> list[float]:
@@ -145,11 +146,11 @@ async def latency(
     first = 10_000_000
     with contextlib_all([process(command, env) for _ in range(workers)]):
         await asyncio.sleep(4)  # workers imported, migrated schema checked, idle
-        ticks = int(seconds * 10)
-        per_tick = max(1, rate // 10)
+        ticks = int(seconds * inserts_per_s)
+        per_tick = max(1, rate // inserts_per_s)
         began = time.perf_counter()
         for tick in range(ticks):
-            due = began + tick / 10
+            due = began + tick / inserts_per_s
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             await store.start_many(
                 news(workflow_id, first + tick * per_tick, per_tick), datetime.now(UTC)
@@ -175,6 +176,9 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=int, default=300, help="executions/s in the latency phase")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--inserts-per-second", type=int, default=10, help="latency phase: transactions per second"
+    )
     parser.add_argument("--lanes", type=int, default=4, help="batches in flight per worker")
     parser.add_argument("--batch-size", type=int, default=256, help="tasks per claim")
     parser.add_argument("--database-url", default=os.environ.get("CAMPAIGNFLOW_TEST_DATABASE_URL"))
@@ -219,6 +223,7 @@ async def main() -> None:
                             workflow_id,
                             rate=args.rate,
                             seconds=args.seconds,
+                            inserts_per_s=args.inserts_per_second,
                             env=env,
                             workers=args.workers,
                         )
