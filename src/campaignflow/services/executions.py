@@ -160,8 +160,8 @@ class ExecutionService:
         """Offer ``event`` to the execution's waits; ``True`` if one of them took it.
 
         A wait takes an event with its name, the same correlation value (when it has a key)
-        and a true condition. The hand-over is a compare-and-set: a cancel, a timeout or
-        another event that got there first wins, and this call re-reads and decides again.
+        and a true condition. If that wait is gone by the time it is taken (a timeout, a cancel
+        or another event got there first), this call re-reads and decides again.
         """
         name = event.get("event", event.get("name"))
         for _ in range(_RESUME_ATTEMPTS):
@@ -173,10 +173,7 @@ class ExecutionService:
             if chosen is None:
                 return False
             done = await self.executions.complete_wait(
-                chosen,
-                expected_revision=execution.revision,
-                event=dict(event),
-                now=self.clock.now(),
+                chosen, event=dict(event), now=self.clock.now()
             )
             if done:
                 await self.wakeup.notify()

@@ -200,6 +200,13 @@ DELETE_WAIT = delete(waits).where(
     waits.c.execution_id == bindparam("execution"),
     waits.c.token == bindparam("token"),
 )
+DELETE_THIS_WAIT = delete(waits).where(
+    waits.c.workspace_id == bindparam("workspace"),
+    waits.c.execution_id == bindparam("execution"),
+    waits.c.token == bindparam("token"),
+    waits.c.node_id == bindparam("node"),
+    waits.c.created_at == bindparam("created"),
+)
 DELETE_TIMEOUT_TASK = delete(tasks).where(
     tasks.c.workspace_id == bindparam("workspace"),
     tasks.c.execution_id == bindparam("execution"),

@@ -294,25 +294,28 @@ class ExecutionStore:
         self,
         wait: WaitRecord,
         *,
-        expected_revision: int,
         event: dict[str, Any],
         now: datetime,
     ) -> bool:
         """Turn ``wait`` into an event task (the wait node continues with ``event``).
 
-        A compare-and-set on the execution's revision: ``False`` when the execution moved on
-        since the caller read it (the caller re-reads and decides again).
+        ``False`` when that very wait is gone (a timeout, a cancel or another event got there
+        first); the caller re-reads and decides again. The execution's revision moves, so a
+        worker holding it at the same moment writes nothing for it.
         """
         params = {
             "workspace": wait.workspace_id,
             "execution": wait.execution_id,
             "token": wait.token,
+            "node": wait.node_id,
+            "created": wait.created_at,
         }
         async with self._db.transaction() as connection:
             record = await _lock(connection, wait.workspace_id, wait.execution_id)
-            if record.revision != expected_revision or ExecutionStatus(record.status).is_final:
+            if ExecutionStatus(record.status).is_final:
                 return False
-            deleted = await connection.execute(sql.DELETE_WAIT, params)
+            # The same branch may wait again later (a loop): only this wait is taken.
+            deleted = await connection.execute(sql.DELETE_THIS_WAIT, params)
             if deleted.rowcount != 1:
                 return False
             await connection.execute(sql.DELETE_TIMEOUT_TASK, params)

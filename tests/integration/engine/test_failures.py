@@ -325,3 +325,44 @@ async def test_a_version_that_no_longer_validates_fails_its_executions_at_once(
     assert execution.error is not None
     assert "no longer validates" in execution.error["message"]
     assert await harness.queue.next_due() is None
+
+
+async def test_an_event_and_a_timeout_racing_take_one_path_only(harness: Harness) -> None:
+    """The worker holds the timeout when the event arrives: the event wins, the worker's
+    stale commit is refused, and the execution continues once, on the event's path."""
+    definition = workflow(
+        "race-wait",
+        [
+            {
+                "id": "wait",
+                "type": "wait_for_event",
+                "config": {"event": "paid", "timeout": "PT1H", "onTimeout": "late"},
+                "next": "thanks",
+            },
+            {"id": "late", "type": "end"},
+            {"id": "thanks", "type": "end"},
+        ],
+    )
+    execution_id = await harness.start(await harness.deploy(definition))
+    await harness.drain()
+    harness.clock.advance(timedelta(hours=1))
+    lease = timedelta(minutes=1)
+    tasks, loaded = await harness.queue.claim_batch(
+        "slow", harness.clock.now(), lease=lease, limit=5
+    )
+    assert [task.kind for task in tasks] == ["timeout"]
+
+    assert await harness.service.resume(
+        WORKSPACE, execution_id, {"event": "paid", "properties": {}}
+    )
+    compiled = await harness.service.compiled.get(WORKSPACE, "race-wait", 1)
+    key = (WORKSPACE, execution_id)
+    outcome = await harness.worker.interpreter.advance(
+        loaded[key], compiled, tasks, harness.clock.now()
+    )
+    revisions = {key: loaded[key].revision}
+    assert await harness.queue.commit([outcome], revisions, "slow", harness.clock.now()) == [key]
+    await harness.drain()
+
+    assert await harness.path(execution_id) == [("wait", "completed"), ("thanks", "completed")]
+    assert (await harness.execution(execution_id)).status == "completed"
