@@ -16,6 +16,7 @@ from typing import TypeVar
 import orjson
 
 from campaignflow.api.problems import ProblemError
+from campaignflow.config import Settings
 
 _VERSION = 1
 
@@ -50,6 +51,11 @@ def decode_cursor(cursor: str | None, key_type: type[K]) -> K | None:
     if type(key) is not key_type:
         raise _invalid()
     return key
+
+
+def page_size(limit: int | None, settings: Settings) -> int:
+    """The page size a list returns: the client's ``limit`` within the configured bounds."""
+    return min(limit or settings.api.page_size_default, settings.api.page_size_max)
 
 
 def page_of(

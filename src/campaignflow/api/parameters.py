@@ -1,12 +1,19 @@
-"""Checks on path and query parameters that hold for every route."""
+"""Path and query parameters shared by the routers, and checks that hold for every route."""
 
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Path, Query, Request
 
 from campaignflow.api.problems import ProblemError
+
+WorkflowId = Annotated[str, Path(max_length=64, description="The workflow's `workflowId`.")]
+Limit = Annotated[int | None, Query(ge=1, le=500, description="Page size (default 50).")]
+Cursor = Annotated[
+    str | None, Query(max_length=200, description="`nextCursor` of the previous page.")
+]
 
 
 async def refuse_nul(request: Request) -> None:

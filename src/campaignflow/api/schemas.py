@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -110,3 +111,9 @@ class ProblemDetail(BaseModel):
         None,
         description="Each entry has `pointer` (into the body) or `parameter`, `detail`, `code`.",
     )
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries: each status answered with a problem document."""
+    problem = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
+    return {code: {**problem, "description": HTTPStatus(code).phrase} for code in codes}

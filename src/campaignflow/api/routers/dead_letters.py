@@ -9,8 +9,9 @@ from fastapi import APIRouter, Path, Query
 from campaignflow.api.auth import CurrentPrincipal
 from campaignflow.api.deps import AppSettings, Executions
 from campaignflow.api.execution_schemas import DeadLetter, DeadLetterPage, DeadLetterStatus
-from campaignflow.api.pagination import decode_cursor, page_of
-from campaignflow.api.routers.executions import Cursor, Limit, page_size, problem_responses
+from campaignflow.api.pagination import decode_cursor, page_of, page_size
+from campaignflow.api.parameters import Cursor, Limit
+from campaignflow.api.schemas import problem_responses
 
 router = APIRouter(
     prefix="/dead-letters", tags=["dead letters"], responses=problem_responses(400, 401, 404)

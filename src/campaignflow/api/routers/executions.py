@@ -20,27 +20,16 @@ from campaignflow.api.execution_schemas import (
     ExecutionDetail,
     ExecutionPage,
 )
-from campaignflow.api.pagination import decode_cursor, page_of
+from campaignflow.api.pagination import decode_cursor, page_of, page_size
+from campaignflow.api.parameters import Cursor, Limit, WorkflowId
 from campaignflow.api.problems import ProblemError
-from campaignflow.api.schemas import ProblemDetail
-from campaignflow.config import Settings
+from campaignflow.api.schemas import problem_responses
 from campaignflow.domain.pydantic_problems import problems_from_error
 from campaignflow.engine.model import ExecutionStatus
-
-_PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
-
-
-def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {**_PROBLEM, "description": HTTPStatus(code).phrase} for code in codes}
-
 
 router = APIRouter(tags=["executions"], responses=problem_responses(400, 401, 404))
 
 ExecutionId = Annotated[str, Path(max_length=64, description="The execution's id.")]
-Limit = Annotated[int | None, Query(ge=1, le=500, description="Page size (default 50).")]
-Cursor = Annotated[
-    str | None, Query(max_length=200, description="`nextCursor` of the previous page.")
-]
 _INSTANT = {"format": "date-time"}
 CreatedFrom = Annotated[
     str | None,
@@ -72,10 +61,6 @@ _EXECUTE_BODY = {
         },
     }
 }
-
-
-def page_size(limit: int | None, settings: Settings) -> int:
-    return min(limit or settings.api.page_size_default, settings.api.page_size_max)
 
 
 def _instant(value: str | None, parameter: str) -> datetime | None:
@@ -128,7 +113,7 @@ def _execute_request(document: object) -> ExecuteRequest:
 )
 async def execute_workflow(
     *,
-    workflow_id: Annotated[str, Path(max_length=64, description="The workflow's `workflowId`.")],
+    workflow_id: WorkflowId,
     request: Request,
     response: Response,
     principal: CurrentPrincipal,
@@ -177,7 +162,7 @@ _SIMULATE_BODY = {
 )
 async def simulate_workflow(
     *,
-    workflow_id: Annotated[str, Path(max_length=64, description="The workflow's `workflowId`.")],
+    workflow_id: WorkflowId,
     request: Request,
     principal: CurrentPrincipal,
     service: Executions,

@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from campaignflow.api.auth import CurrentPrincipal
 from campaignflow.api.body import read_json
 from campaignflow.api.deps import AppSettings, Executions, Workflows
 from campaignflow.api.etags import if_none_match_hits, stale, versions_in_if_match
-from campaignflow.api.pagination import decode_cursor, page_of
+from campaignflow.api.pagination import decode_cursor, page_of, page_size
+from campaignflow.api.parameters import Cursor, Limit, WorkflowId
 from campaignflow.api.schemas import (
-    ProblemDetail,
     VersionPage,
     Workflow,
     WorkflowPage,
     WorkflowSummary,
     WorkflowVersion,
     etag_for,
+    problem_responses,
 )
-from campaignflow.config import Settings
 from campaignflow.services.executions import InFlightPolicy
 from campaignflow.services.workflows import WorkflowService, WorkflowStatus
 from campaignflow.store.workflows import WorkflowRecord
 
-_PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {**_PROBLEM, "description": HTTPStatus(code).phrase} for code in (400, 401, 404)
-}
 _DEFINITION_BODY = {
     "requestBody": {
         "required": True,
@@ -39,17 +35,9 @@ _DEFINITION_BODY = {
     }
 }
 
-router = APIRouter(prefix="/workflows", tags=["workflows"], responses=_ERRORS)
-
-WorkflowId = Annotated[str, Path(max_length=64, description="The workflow's `workflowId`.")]
-Limit = Annotated[int | None, Query(ge=1, le=500, description="Page size (default 50).")]
-Cursor = Annotated[
-    str | None, Query(max_length=200, description="`nextCursor` of the previous page.")
-]
-
-
-def _page_size(limit: int | None, settings: Settings) -> int:
-    return min(limit or settings.api.page_size_default, settings.api.page_size_max)
+router = APIRouter(
+    prefix="/workflows", tags=["workflows"], responses=problem_responses(400, 401, 404)
+)
 
 
 def _with_etag(response: Response, record: WorkflowRecord) -> Workflow:
@@ -62,9 +50,7 @@ def _with_etag(response: Response, record: WorkflowRecord) -> Workflow:
     status_code=HTTPStatus.CREATED,
     response_model=Workflow,
     openapi_extra=_DEFINITION_BODY,
-    responses={
-        code: {**_PROBLEM, "description": HTTPStatus(code).phrase} for code in (409, 413, 415, 422)
-    },
+    responses=problem_responses(409, 413, 415, 422),
 )
 async def create_workflow(
     request: Request,
@@ -96,7 +82,7 @@ async def list_workflows(
     cursor: Cursor = None,
 ) -> WorkflowPage:
     """List workflows ordered by id; archived ones only with `status=archived`."""
-    size = _page_size(limit, settings)
+    size = page_size(limit, settings)
     records = await service.list_workflows(
         principal.workspace_id,
         status=status,
@@ -149,10 +135,7 @@ async def _expected_version(
     "/{workflow_id}",
     response_model=Workflow,
     openapi_extra=_DEFINITION_BODY,
-    responses={
-        code: {**_PROBLEM, "description": HTTPStatus(code).phrase}
-        for code in (409, 412, 413, 415, 422)
-    },
+    responses=problem_responses(409, 412, 413, 415, 422),
 )
 async def update_workflow(
     *,
@@ -189,7 +172,7 @@ async def update_workflow(
     "/{workflow_id}",
     status_code=HTTPStatus.NO_CONTENT,
     response_class=Response,
-    responses={409: {**_PROBLEM, "description": "Conflict"}},
+    responses=problem_responses(409),
 )
 async def archive_workflow(
     workflow_id: WorkflowId, principal: CurrentPrincipal, service: Workflows
@@ -210,7 +193,7 @@ async def list_versions(
     cursor: Cursor = None,
 ) -> VersionPage:
     """Every published version, oldest first."""
-    size = _page_size(limit, settings)
+    size = page_size(limit, settings)
     after = decode_cursor(cursor, int)
     records = await service.versions(
         principal.workspace_id, workflow_id, after=after, limit=size + 1
@@ -224,7 +207,7 @@ async def list_versions(
 @router.post(
     "/{workflow_id}/activate",
     response_model=Workflow,
-    responses={409: {**_PROBLEM, "description": "Conflict"}},
+    responses=problem_responses(409),
 )
 async def activate_workflow(
     workflow_id: WorkflowId, response: Response, principal: CurrentPrincipal, service: Workflows
@@ -236,7 +219,7 @@ async def activate_workflow(
 @router.post(
     "/{workflow_id}/pause",
     response_model=Workflow,
-    responses={409: {**_PROBLEM, "description": "Conflict"}},
+    responses=problem_responses(409),
 )
 async def pause_workflow(
     workflow_id: WorkflowId, response: Response, principal: CurrentPrincipal, service: Workflows
