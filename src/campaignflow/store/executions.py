@@ -96,14 +96,9 @@ class ExecutionStore:
     # ------------------------------------------------------------------ starting
 
     async def start(self, new: NewExecution, now: datetime) -> tuple[ExecutionRecord, bool]:
-        """Create one execution and its start task; with an idempotency key already used for
-        this workflow, return the existing execution instead (and ``False``)."""
-        if new.idempotency_key is not None:
-            existing = await self.find_by_idempotency_key(
-                new.workspace_id, new.workflow_id, new.idempotency_key
-            )
-            if existing is not None:
-                return existing, False
+        """Create one execution and its start task; when its idempotency key is already used
+        for this workflow (a concurrent repeat), return that execution instead (and ``False``).
+        """
         try:
             (record,) = await self.start_many([new], now)
         except Conflict:
@@ -158,17 +153,10 @@ class ExecutionStore:
             )
             for record, new in zip(records, news, strict=True)
         ]
-        try:
-            async with self._db.transaction() as connection:
-                await connection.execute(sql.INSERT_EXECUTION, execution_rows)
-                await connection.execute(sql.INSERT_TASKS, task_rows)
-                await self._notify(connection)
-        except IntegrityError as exc:  # pragma: no branch - translated for the caller
-            if integrity_kind(exc) == "unique":
-                raise Conflict("An execution with this idempotency key already exists.") from exc
-            if integrity_kind(exc) == "foreign_key":
-                raise NotFound("The workflow version does not exist.") from exc
-            raise
+        async with self._db.transaction() as connection:
+            await _insert_executions(connection, execution_rows)
+            await connection.execute(sql.INSERT_TASKS, task_rows)
+            await self._notify(connection)
         return records
 
     async def _notify(self, connection: AsyncConnection) -> None:
@@ -370,6 +358,20 @@ class ExecutionStore:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+async def _insert_executions(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert, translating the constraint violations a caller can act on; caught here, inside
+    the transaction, because the connection turns any driver error that leaves it into a
+    :class:`StorageError`."""
+    try:
+        await connection.execute(sql.INSERT_EXECUTION, rows)
+    except IntegrityError as exc:
+        if integrity_kind(exc) == "unique":
+            raise Conflict("An execution with this idempotency key already exists.") from exc
+        if integrity_kind(exc) == "foreign_key":
+            raise NotFound("The workflow version does not exist.") from exc
+        raise
 
 
 async def _lock(

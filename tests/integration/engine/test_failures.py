@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 import pytest
 
+from campaignflow.engine.model import ExecutionRecord
 from campaignflow.errors import Conflict
 from campaignflow.store.executions import NewExecution
 from tests.integration.engine.conftest import WORKSPACE, Harness, workflow
@@ -366,3 +369,24 @@ async def test_an_event_and_a_timeout_racing_take_one_path_only(harness: Harness
 
     assert await harness.path(execution_id) == [("wait", "completed"), ("thanks", "completed")]
     assert (await harness.execution(execution_id)).status == "completed"
+
+
+async def test_concurrent_repeats_of_an_idempotency_key_start_one_execution(
+    harness: Harness,
+) -> None:
+    """Both calls pass the look-up before either inserts: the loser's unique violation is
+    answered with the winner's execution, not an error."""
+    workflow_id = await harness.deploy(calling(f"{harness.sink.url}/ok", error_handling={}))
+
+    def call() -> Awaitable[tuple[ExecutionRecord, bool]]:
+        return harness.service.execute(
+            WORKSPACE, workflow_id, subject_id="c1", input={}, idempotency_key="same"
+        )
+
+    (first, first_created), (second, second_created) = await asyncio.gather(call(), call())
+
+    assert first.id == second.id
+    assert sorted([first_created, second_created]) == [False, True]
+    direct = NewExecution(WORKSPACE, workflow_id, 1, "c1", "api", {}, {}, "call", "same")
+    with pytest.raises(Conflict):
+        await harness.executions.start_many([direct], harness.clock.now())
