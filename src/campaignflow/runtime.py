@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import uvicorn
@@ -18,6 +19,7 @@ from pydantic import SecretStr
 from campaignflow.api.app import create_app
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine, builtin_executors
+from campaignflow.engine.worker import Worker
 from campaignflow.errors import CampaignflowError, ConfigurationError
 from campaignflow.security.credentials import BootstrapToken, ensure_bootstrap_token
 from campaignflow.services.workflows import ApplyOutcome, WorkflowService
@@ -111,15 +113,21 @@ async def serve_http(
         await database.dispose()
 
 
+@asynccontextmanager
+async def _worker_on(engine: Engine, settings: Settings) -> AsyncIterator[Worker]:
+    """A worker with the built-in executors; their HTTP client is closed when it is done."""
+    executors, http = builtin_executors()
+    try:
+        yield engine.worker(executors, settings.worker.options())
+    finally:
+        await http.aclose()
+
+
 async def run_worker_on(engine: Engine, settings: Settings) -> None:
     """Run a worker until cancelled or signalled; the batch in hand is finished and committed
     before it returns, so a graceful stop leaves no lease to expire."""
-    executors, http = builtin_executors()
-    worker = engine.worker(executors, settings.worker.options())
-    try:
+    async with _worker_on(engine, settings) as worker:
         await worker.run_until_cancelled()
-    finally:
-        await http.aclose()
 
 
 async def serve_worker(settings: Settings) -> None:
@@ -129,15 +137,13 @@ async def serve_worker(settings: Settings) -> None:
     try:
         await require_current_schema(database)
         engine = Engine.on(database)
-        executors, http = builtin_executors()
-        worker = engine.worker(executors, settings.worker.options())
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, worker.stop)
         try:
-            await worker.run()
+            async with _worker_on(engine, settings) as worker:
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(signum, worker.stop)
+                await worker.run()
         finally:
-            await http.aclose()
             await engine.wakeup.aclose()
     finally:
         await database.dispose()
