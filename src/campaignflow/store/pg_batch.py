@@ -19,24 +19,18 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-LOAD_EXECUTIONS = """
-SELECT e.workspace_id, e.id, e.workflow_id, e.workflow_version, e.subject_id, e.status,
-       e.trigger, e.input, e.contact, e.state, e.revision, e.created_at, e.updated_at,
-       e.finished_at, e.error, e.idempotency_key
+from campaignflow.store import engine_sql as sql
+
+# The same columns as the portable statements read, so both paths build the same records.
+_EXECUTION_FIELDS = tuple(column.name for column in sql.EXECUTION_COLUMNS)
+TASK_FIELDS = tuple(column.name for column in sql.TASK_COLUMNS)
+
+LOAD_EXECUTIONS = f"""
+SELECT {", ".join(f"e.{name}" for name in _EXECUTION_FIELDS)}
 FROM executions e
 JOIN unnest($1::text[], $2::text[]) AS k(workspace_id, id)
   ON e.workspace_id = k.workspace_id AND e.id = k.id
-"""
-
-_EXECUTION_FIELDS = (
-    "workspace_id", "id", "workflow_id", "workflow_version", "subject_id", "status", "trigger",
-    "input", "contact", "state", "revision", "created_at", "updated_at", "finished_at", "error",
-    "idempotency_key",
-)  # fmt: skip
-TASK_FIELDS = (
-    "id", "workspace_id", "execution_id", "node_id", "token", "kind", "attempt", "run_at",
-    "payload", "created_at",
-)  # fmt: skip
+"""  # noqa: S608 - built from the table's column names, no input
 #: Claimed rows carry their execution's columns as ``x_<column>``.
 EXECUTION_ALIASES = tuple(f"x_{name}" for name in _EXECUTION_FIELDS)
 
