@@ -89,10 +89,6 @@ class ExecutionStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    @property
-    def database(self) -> Database:
-        return self._db
-
     # ------------------------------------------------------------------ starting
 
     async def start(self, new: NewExecution, now: datetime) -> tuple[ExecutionRecord, bool]:

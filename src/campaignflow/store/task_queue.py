@@ -93,15 +93,6 @@ class TaskQueue:
             value: datetime | None = (await connection.execute(sql.NEXT_DUE)).scalar()
         return value
 
-    async def release(self, task_ids: Sequence[int], owner: str, now: datetime) -> None:
-        """Give leased tasks back (graceful shutdown, lost compare-and-set)."""
-        if not task_ids:
-            return
-        async with self._db.transaction() as connection:
-            await connection.execute(
-                sql.RELEASE_TASKS, {"ids": list(task_ids), "owner": owner, "now": now}
-            )
-
     async def drop_tasks(self, task_ids: Sequence[int]) -> None:
         """Delete tasks whose execution no longer exists."""
         if task_ids:
