@@ -51,6 +51,7 @@ from campaignflow.engine.model import (
     TaskRecord,
     branch_token,
     idempotency_key,
+    in_branch,
     split_token,
 )
 
@@ -235,7 +236,7 @@ class _Run:
             return
 
         def cancelled(token: str) -> bool:
-            return any(token == p or token.startswith(p + "/") for p in prefixes)
+            return any(in_branch(token, prefix) for prefix in prefixes)
 
         kept_tasks = []
         for task in self.outcome.tasks:

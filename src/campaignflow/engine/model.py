@@ -63,6 +63,11 @@ def split_token(token: str) -> tuple[str, str, str] | None:
     return parent, parallel_id, branch
 
 
+def in_branch(token: str, prefix: str) -> bool:
+    """Whether ``token`` is the branch ``prefix`` or nested inside it (``""``: every token)."""
+    return not prefix or token == prefix or token.startswith(prefix + "/")
+
+
 def idempotency_key(execution_id: str, token: str, node_id: str, visit: int, group: int) -> str:
     """The key of an action's effect: one per (execution, branch, node, visit, replay group).
 
@@ -150,6 +155,19 @@ class DeadLetterDraft:
     token: str
     attempts: int
     errors: list[dict[str, Any]]
+
+
+def branches_removed(execution: ExecutionRecord, tokens: int, now: datetime) -> None:
+    """Account for ``tokens`` that a cancelled branch had parked (tasks and waits deleted by
+    whoever applies the outcome): with none left, the execution has completed. A failed
+    execution stays failed."""
+    if execution.status == ExecutionStatus.FAILED:
+        return
+    live = max(0, execution.state.get("live", 0) - tokens)
+    execution.state["live"] = live
+    if live == 0:
+        execution.status = ExecutionStatus.COMPLETED
+        execution.finished_at = now
 
 
 @dataclass(slots=True)

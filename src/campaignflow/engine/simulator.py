@@ -39,6 +39,8 @@ from campaignflow.engine.model import (
     StepEntry,
     TaskKind,
     TaskRecord,
+    branches_removed,
+    in_branch,
 )
 from campaignflow.engine.scenario import (
     ENGINE_ACTIONS,
@@ -107,11 +109,6 @@ def _new_execution(
         created_at=start,
         updated_at=start,
     )
-
-
-def _under(token: str, prefix: str) -> bool:
-    """Whether ``token`` belongs to the cancelled branch ``prefix`` (``""``: every token)."""
-    return not prefix or token == prefix or token.startswith(prefix + "/")
 
 
 class _Simulation:
@@ -202,19 +199,14 @@ class _Simulation:
     def _cancel_branches(self, outcome: Outcome, now: datetime) -> None:
         removed = 0
         for prefix in outcome.cancelled_prefixes:
-            gone = [task for task in self.tasks if _under(task.token, prefix)]
-            self.tasks = [task for task in self.tasks if not _under(task.token, prefix)]
+            gone = [task for task in self.tasks if in_branch(task.token, prefix)]
+            self.tasks = [task for task in self.tasks if not in_branch(task.token, prefix)]
             removed += sum(1 for task in gone if task.kind != TaskKind.TIMEOUT)
-            kept = [wait for wait in self.waits if not _under(wait.token, prefix)]
+            kept = [wait for wait in self.waits if not in_branch(wait.token, prefix)]
             removed += len(self.waits) - len(kept)
             self.waits = kept
-        execution = self.execution
-        if not outcome.cancelled_prefixes or execution.status == ExecutionStatus.FAILED:
-            return
-        execution.state["live"] = max(0, execution.state.get("live", 0) - removed)
-        if execution.state["live"] == 0:
-            execution.status = ExecutionStatus.COMPLETED
-            execution.finished_at = now
+        if outcome.cancelled_prefixes:
+            branches_removed(self.execution, removed, now)
 
     def _add_task(self, new: NewTask) -> None:
         self.tasks.append(

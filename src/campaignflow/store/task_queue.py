@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.engine.model import (
     ExecutionRecord,
-    ExecutionStatus,
     Outcome,
     TaskKind,
     TaskRecord,
+    branches_removed,
 )
 from campaignflow.store import engine_sql as sql
 from campaignflow.store import pg_batch as pg
@@ -169,13 +169,7 @@ async def _cancel_branches(connection: AsyncConnection, outcome: Outcome, now: d
             .all()
         )
         removed += sum(1 for kind in kinds if kind != TaskKind.TIMEOUT) + len(tokens)
-    if execution.status == ExecutionStatus.FAILED:
-        return
-    live = max(0, execution.state.get("live", 0) - removed)
-    execution.state["live"] = live
-    if live == 0:
-        execution.status = ExecutionStatus.COMPLETED
-        execution.finished_at = now
+    branches_removed(execution, removed, now)
 
 
 async def _write_outcomes(
