@@ -703,3 +703,40 @@ async def test_nul_in_the_body_is_422_with_its_pointer(api: Api) -> None:
     assert response.status_code == 422
     pointers = [error["pointer"] for error in response.json()["errors"]]
     assert pointers == ["/input/note", "/subject"]
+
+
+async def test_another_workspace_sees_none_of_it(api: Api, database: Database) -> None:
+    """Same database, same ids: a client of another workspace gets 404s and empty lists."""
+    await api.deploy("flaky", nodes=[call("ping"), END], errorHandling={"retryPolicy": "none"})
+    execution_id = await api.start("flaky")
+    await api.drain()
+    (letter,) = await api.dead_letters()
+    engine = Engine.on(database, clock=api.clock)
+    other_app = create_app(make_settings("globex"), database=database, engine=engine)
+    async with (
+        other_app.router.lifespan_context(other_app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=other_app),
+            base_url="http://testserver",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as other,
+    ):
+        for method, url in [
+            ("GET", f"/api/v1/executions/{execution_id}"),
+            ("POST", f"/api/v1/executions/{execution_id}/cancel"),
+            ("POST", f"/api/v1/executions/{execution_id}/retry"),
+            ("GET", f"/api/v1/dead-letters/{letter['id']}"),
+            ("POST", f"/api/v1/dead-letters/{letter['id']}/replay"),
+            ("POST", f"/api/v1/dead-letters/{letter['id']}/discard"),
+        ]:
+            response = await other.request(method, url)
+            assert response.status_code == 404, (method, url, response.text)
+        for url in ("/api/v1/executions", "/api/v1/dead-letters"):
+            assert (await other.get(url)).json()["items"] == []
+        execute = await other.post("/api/v1/workflows/flaky/execute", json={"subject": "c-1"})
+        assert execute.status_code == 404
+        simulate = await other.post("/api/v1/workflows/flaky/simulate", json={})
+        assert simulate.status_code == 404
+    await engine.wakeup.aclose()
+    assert (await api.execution(execution_id))["status"] == "failed"  # untouched
+    assert [d["status"] for d in await api.dead_letters()] == ["open"]
