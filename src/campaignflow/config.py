@@ -66,6 +66,46 @@ class WorkerSettings(BaseModel):
         )
 
 
+class EventSettings(BaseModel):
+    """Ingestion limits, the event bus and the router."""
+
+    shards: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Bus shards (Redis streams); one contact's events share a shard. Changing "
+        "it reorders nothing already routed but must be the same for every process.",
+    )
+    stream_prefix: str = Field(
+        "cf", min_length=1, max_length=64, description="Prefix of the Redis keys of the bus."
+    )
+    max_backlog: int = Field(
+        1_000_000,
+        ge=1,
+        description="Unprocessed bus entries above which ingestion answers 429 (in-process: "
+        "bounded to 10,000 whatever this says, since they are held in memory).",
+    )
+    retry_after_seconds: int = Field(
+        1, ge=1, le=3600, description="Retry-After sent with a 429 when the backlog is full."
+    )
+    max_event_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest single event accepted (Segment: 32 KB)."
+    )
+    max_batch_bytes: int = Field(
+        500 * 1024, ge=1024, description="Largest ingestion request body (Segment: 500 KB)."
+    )
+    shard_lease_seconds: float = Field(
+        10,
+        ge=0.2,
+        le=600,
+        description="How long a router owns a shard without renewing; a dead router's shards "
+        "move to the others after this.",
+    )
+    router_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Bus entries a router takes per transaction."
+    )
+
+
 class Settings(BaseSettings):
     """Runtime configuration of every campaignflow process."""
 
@@ -103,6 +143,7 @@ class Settings(BaseSettings):
     )
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     access_log: bool = Field(True, description="Log one line per HTTP request.")
 
     @model_validator(mode="after")

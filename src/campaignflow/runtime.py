@@ -17,6 +17,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from campaignflow.api.app import create_app
+from campaignflow.bus.factory import open_bus
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine, builtin_executors
 from campaignflow.engine.worker import Worker
@@ -26,6 +27,7 @@ from campaignflow.services.workflows import ApplyOutcome, WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.migrate import head_revision, schema_mismatch, upgrade
 from campaignflow.store.workflows import WorkflowStore
+from campaignflow.triggers.runner import start_router, stop_router
 from campaignflow.workflow_files import WorkflowFile
 
 
@@ -89,8 +91,8 @@ async def serve_http(
     ``with_worker`` (embedded mode) runs a worker in the same process, sharing the engine's
     wake-up, so an execution started through the API begins at once.
     """
-    engine = Engine.on(database)
-    app = create_app(settings, database=database, engine=engine)
+    engine = Engine.on(database, bus=open_bus(settings))
+    app = create_app(settings, database=database, engine=engine, run_router=with_worker)
     config = uvicorn.Config(
         app,
         host=host,
@@ -109,6 +111,7 @@ async def serve_http(
             worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker_task
+        await engine.bus.close()
         await engine.wakeup.aclose()
         await database.dispose()
 
@@ -136,7 +139,10 @@ async def serve_worker(settings: Settings) -> None:
     database = Database.from_url(settings.resolved_database_url, pre_ping=False)
     try:
         await require_current_schema(database)
-        engine = Engine.on(database)
+        engine = Engine.on(database, bus=open_bus(settings))
+        router = None
+        if settings.redis_url is not None:  # in-process events are routed by the API process
+            router = start_router(engine, settings)
         try:
             async with _worker_on(engine, settings) as worker:
                 loop = asyncio.get_running_loop()
@@ -144,6 +150,9 @@ async def serve_worker(settings: Settings) -> None:
                     loop.add_signal_handler(signum, worker.stop)
                 await worker.run()
         finally:
+            if router is not None:
+                await stop_router(router)
+            await engine.bus.close()
             await engine.wakeup.aclose()
     finally:
         await database.dispose()

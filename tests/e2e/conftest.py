@@ -41,6 +41,18 @@ def run_cli(
     )
 
 
+def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`campaignflow worker` in the background, appending its output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "campaignflow", "worker"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @dataclass
 class Server:
     url: str

@@ -26,7 +26,7 @@ from campaignflow.store.tables import execution_steps, executions, tasks
 from campaignflow.store.workflows import WorkflowStore
 from tests._support.load import four_node_workflow
 from tests._support.servers import free_port
-from tests.e2e.conftest import REPO, cli_env
+from tests.e2e.conftest import REPO, cli_env, spawn_worker
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 
@@ -108,14 +108,7 @@ def _worker(url: str, log: Path) -> subprocess.Popen[bytes]:
         CAMPAIGNFLOW_WORKER__BATCH_SIZE="25",
         CAMPAIGNFLOW_WORKER__LANES="2",
     )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "campaignflow", "worker"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return spawn_worker(env, log)
 
 
 def _wait_for(url: str, predicate: object, timeout: float) -> int:

@@ -12,16 +12,32 @@ from campaignflow.api.auth import require_principal
 from campaignflow.api.openapi import DESCRIPTION, build_openapi
 from campaignflow.api.parameters import refuse_nul
 from campaignflow.api.problems import install_problem_handlers
-from campaignflow.api.routers import dead_letters, executions, health, workflows
+from campaignflow.api.routers import (
+    contacts,
+    dead_letters,
+    events,
+    executions,
+    health,
+    segment,
+    triggers,
+    workflows,
+)
+from campaignflow.bus.factory import is_in_process, open_bus
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine
+from campaignflow.services.ingest import IngestLimits
+from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
+from campaignflow.store.triggers import TriggerStore
+from campaignflow.triggers.runner import start_router, stop_router
 
 API_PREFIX = "/api/v1"
 
 
-def _lifespan(database: Database | None, owns_database: bool, engine: Engine | None):  # type: ignore[no-untyped-def]
+def _lifespan(  # type: ignore[no-untyped-def]
+    database: Database | None, owns_database: bool, engine: Engine | None, run_router: bool
+):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings: Settings = app.state.settings
@@ -29,16 +45,26 @@ def _lifespan(database: Database | None, owns_database: bool, engine: Engine | N
             db = engine.database
         else:
             db = database or Database.from_url(settings.resolved_database_url)
-        parts = engine or Engine.on(db)
+        parts = engine or Engine.on(db, bus=open_bus(settings))
         store = parts.workflows
         app.state.database = db
         app.state.workflows = WorkflowService(store)
+        app.state.triggers = TriggerService(TriggerStore(db))
         app.state.executions = parts.service()
+        app.state.ingest = parts.ingest(
+            IngestLimits(settings.events.max_event_bytes, settings.events.max_batch_bytes)
+        )
         await store.ensure_workspace(settings.workspace_id, "Default workspace")
+        router = None
+        if run_router or is_in_process(parts.bus):
+            router = start_router(parts, settings)
         try:
             yield
         finally:
+            if router is not None:
+                await stop_router(router)
             if engine is None:
+                await parts.bus.close()
                 await parts.wakeup.aclose()
             if owns_database:
                 await db.dispose()
@@ -47,11 +73,17 @@ def _lifespan(database: Database | None, owns_database: bool, engine: Engine | N
 
 
 def create_app(
-    settings: Settings, *, database: Database | None = None, engine: Engine | None = None
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    engine: Engine | None = None,
+    run_router: bool = False,
 ) -> FastAPI:
     """Build the app. Pass ``database`` to share one (tests, the embedded mode); otherwise the
     app opens its own from ``settings`` at start-up and closes it at shutdown. Pass ``engine``
-    to share its wake-up and caches with a worker in the same process (embedded mode)."""
+    to share its wake-up, caches and bus with a worker in the same process (embedded mode).
+    An event router runs inside the app when the bus is in-process (ingestion waits for it) or
+    when ``run_router`` asks for one."""
     app = FastAPI(
         title="campaignflow",
         version=__version__,
@@ -59,7 +91,7 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
-        lifespan=_lifespan(database, database is None and engine is None, engine),
+        lifespan=_lifespan(database, database is None and engine is None, engine, run_router),
     )
     app.state.settings = settings
     install_problem_handlers(app)
@@ -68,8 +100,14 @@ def create_app(
         prefix=API_PREFIX, dependencies=[Depends(require_principal), Depends(refuse_nul)]
     )
     api.include_router(workflows.router)
+    api.include_router(triggers.router)
     api.include_router(executions.router)
     api.include_router(dead_letters.router)
+    api.include_router(contacts.router)
     app.include_router(api)
+    ingestion = APIRouter(dependencies=[Depends(refuse_nul)])
+    ingestion.include_router(events.router, prefix=API_PREFIX)
+    ingestion.include_router(segment.router)
+    app.include_router(ingestion)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

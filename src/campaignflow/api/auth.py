@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 
 from campaignflow.api.deps import AppSettings
 from campaignflow.errors import Unauthenticated
@@ -40,3 +45,30 @@ async def require_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+
+
+_basic = HTTPBasic(
+    auto_error=False,
+    description="Segment-style write key: the key as the user name, an empty password.",
+)
+
+
+async def require_writer(
+    settings: AppSettings,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> Principal:
+    """Who may send events: a bearer token, or Segment's write key as HTTP Basic (the key as
+    user name, as every Segment and RudderStack library sends it)."""
+    expected = settings.api_token.get_secret_value() if settings.api_token else None
+    presented = basic.username if basic is not None else None
+    if presented is None and bearer is not None and bearer.scheme.lower() == "bearer":
+        presented = bearer.credentials
+    if presented is None:
+        raise Unauthenticated("Send the write key as HTTP Basic user name, or a bearer token.")
+    if expected is None or not tokens_match(presented, expected):
+        raise Unauthenticated("The write key is not valid.")
+    return Principal(subject="write-key", workspace_id=settings.workspace_id)
+
+
+CurrentWriter = Annotated[Principal, Depends(require_writer)]

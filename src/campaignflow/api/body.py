@@ -7,6 +7,7 @@ streams in rather than after it has been buffered whole.
 
 from __future__ import annotations
 
+import zlib
 from http import HTTPStatus
 
 import orjson
@@ -22,9 +23,10 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _require_json_content_type(request: Request) -> None:
+def require_json_content_type(request: Request, *, also: frozenset[str] = frozenset()) -> None:
+    """JSON only; ``also`` admits more media types (and a missing one, when it holds ``""``)."""
     media_type = _media_type(request)
-    if media_type in JSON_MEDIA_TYPES or media_type.endswith("+json"):
+    if media_type in JSON_MEDIA_TYPES or media_type in also or media_type.endswith("+json"):
         return
     shown = media_type or "none"
     raise ProblemError(
@@ -68,6 +70,43 @@ async def read_body(request: Request, *, limit: int) -> bytes:
             raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+async def read_ingest_body(request: Request, *, limit: int) -> bytes:
+    """Read an ingestion body, gunzipping it when the sender compressed it (Segment's and
+    RudderStack's libraries may): ``limit`` bounds the *decompressed* size, so a small
+    compressed body cannot expand into a large one."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "identity":
+        return await read_body(request, limit=limit)
+    if encoding != "gzip":
+        raise ProblemError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-encoding",
+            f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding.",
+            headers={"Accept-Encoding": "gzip"},
+        )
+    inflater = zlib.decompressobj(_GZIP_WBITS)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            part = inflater.decompress(chunk, limit - size + 1)
+            size += len(part)
+            if size > limit or inflater.unconsumed_tail:
+                raise _too_large(limit)
+            parts.append(part)
+        parts.append(inflater.flush())
+    except zlib.error as exc:
+        raise ProblemError(
+            HTTPStatus.BAD_REQUEST, "malformed-body", f"The gzip body is corrupt: {exc}."
+        ) from exc
+    if not inflater.eof:
+        raise ProblemError(HTTPStatus.BAD_REQUEST, "malformed-body", "The gzip body is cut short.")
+    return b"".join(parts)
 
 
 def parse_json(body: bytes) -> object:
@@ -127,5 +166,5 @@ def _nul_problem(path: tuple[str | int, ...], what: str) -> dict[str, object]:
 
 async def read_json(request: Request, *, limit: int) -> object:
     """Check the content type, read within the limit and parse the JSON body."""
-    _require_json_content_type(request)
+    require_json_content_type(request)
     return parse_json(await read_body(request, limit=limit))

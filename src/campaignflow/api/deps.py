@@ -12,6 +12,8 @@ from fastapi import Depends, Request
 
 from campaignflow.config import Settings
 from campaignflow.services.executions import ExecutionService
+from campaignflow.services.ingest import IngestService
+from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
 
 
@@ -30,6 +32,18 @@ async def get_execution_service(request: Request) -> ExecutionService:
     return service
 
 
+async def get_trigger_service(request: Request) -> TriggerService:
+    service: TriggerService = request.app.state.triggers
+    return service
+
+
+async def get_ingest_service(request: Request) -> IngestService:
+    service: IngestService = request.app.state.ingest
+    return service
+
+
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 Workflows = Annotated[WorkflowService, Depends(get_workflow_service)]
 Executions = Annotated[ExecutionService, Depends(get_execution_service)]
+Ingest = Annotated[IngestService, Depends(get_ingest_service)]
+Triggers = Annotated[TriggerService, Depends(get_trigger_service)]

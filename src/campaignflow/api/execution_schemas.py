@@ -53,6 +53,11 @@ class Execution(ApiModel):
     error: dict[str, Any] | None = Field(
         None, description="Why it failed: the node, its branch and the last error."
     )
+    exit_reason: dict[str, Any] | None = Field(
+        None,
+        description="Why a cancelled execution ended early: `exitCriterion` (with the event, "
+        "its messageId and whether it is a goal).",
+    )
 
     @classmethod
     def from_record(cls, record: ExecutionRecord) -> Execution:
@@ -72,6 +77,7 @@ def _execution_fields(record: ExecutionRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "finished_at": record.finished_at,
         "error": record.error,
+        "exit_reason": record.exit_reason,
     }
 
 

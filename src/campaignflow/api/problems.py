@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from campaignflow import errors
+from campaignflow.bus.events import Backpressure, BusUnavailable
 from campaignflow.domain.problems import to_pointer
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -38,7 +39,9 @@ _STATUS_BY_ERROR: tuple[tuple[type[errors.CampaignflowError], HTTPStatus, str], 
     (errors.PreconditionFailed, HTTPStatus.PRECONDITION_FAILED, "precondition-failed"),
     (errors.PreconditionRequired, HTTPStatus.PRECONDITION_REQUIRED, "precondition-required"),
     (errors.ClientError, HTTPStatus.BAD_REQUEST, "bad-request"),
+    (Backpressure, HTTPStatus.TOO_MANY_REQUESTS, "backpressure"),
     (errors.DatabaseUnavailable, HTTPStatus.SERVICE_UNAVAILABLE, "database-unavailable"),
+    (BusUnavailable, HTTPStatus.SERVICE_UNAVAILABLE, "bus-unavailable"),
 )
 
 
@@ -114,11 +117,19 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, errors.InvalidDefinition | errors.InvalidScenario)
         else []
     )
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthenticated) else None
+    headers = _headers(exc)
     detail = exc.message if status < HTTPStatus.INTERNAL_SERVER_ERROR else "Internal error."
     return problem_response(
         status, slug, detail, instance=request.url.path, problems=problems, headers=headers
     )
+
+
+def _headers(exc: errors.CampaignflowError) -> dict[str, str] | None:
+    if isinstance(exc, errors.Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, Backpressure):
+        return {"Retry-After": str(exc.retry_after_seconds)}
+    return None
 
 
 def _location(loc: Sequence[int | str]) -> dict[str, object]:

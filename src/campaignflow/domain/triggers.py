@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 
 from campaignflow.domain.durations import parse_duration
 from campaignflow.domain.fields import (
@@ -111,3 +111,6 @@ class ApiTrigger(TriggerBase):
 
 
 Trigger = Annotated[BehaviorTrigger | TimeTrigger | ApiTrigger, Field(discriminator="type")]
+
+TRIGGER_ADAPTER: TypeAdapter[BehaviorTrigger | TimeTrigger | ApiTrigger] = TypeAdapter(Trigger)
+"""Parses one trigger document (``/api/v1/triggers`` bodies and stored rows)."""

@@ -98,6 +98,7 @@ class ExecutionRecord:
     finished_at: datetime | None = None
     error: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    exit_reason: dict[str, Any] | None = None  # why it ended early (an exit criterion)
 
 
 @dataclass(frozen=True, slots=True)

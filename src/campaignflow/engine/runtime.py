@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from campaignflow.bus.events import EventBus
+from campaignflow.bus.in_process import InProcessBus
 from campaignflow.bus.wakeup import Wakeup, wakeup_for
 from campaignflow.engine.actions import ExecutorRegistry
 from campaignflow.engine.clock import Clock, SystemClock
@@ -14,11 +16,17 @@ from campaignflow.engine.interpreter import Interpreter
 from campaignflow.engine.options import WorkerOptions
 from campaignflow.engine.worker import Worker, database_lanes
 from campaignflow.services.executions import ExecutionService
+from campaignflow.services.ingest import IngestLimits, IngestService
+from campaignflow.store.admission import AdmissionStore
+from campaignflow.store.contacts import ContactStore
 from campaignflow.store.database import Database
 from campaignflow.store.dead_letters import DeadLetterStore
+from campaignflow.store.events import EventStore
 from campaignflow.store.executions import ExecutionStore
 from campaignflow.store.task_queue import TaskQueue
 from campaignflow.store.workflows import WorkflowStore
+from campaignflow.triggers.batch import BatchStores
+from campaignflow.triggers.router import EventRouter, RouterOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +41,17 @@ class Engine:
     compiled: CompiledWorkflows
     wakeup: Wakeup
     clock: Clock
+    bus: EventBus
+    contacts: ContactStore
 
     @classmethod
     def on(
-        cls, database: Database, *, clock: Clock | None = None, wakeup: Wakeup | None = None
+        cls,
+        database: Database,
+        *,
+        clock: Clock | None = None,
+        wakeup: Wakeup | None = None,
+        bus: EventBus | None = None,
     ) -> Engine:
         workflows = WorkflowStore(database)
 
@@ -52,6 +67,8 @@ class Engine:
             CompiledWorkflows(load),
             wakeup or wakeup_for(database),
             clock or SystemClock(),
+            bus or InProcessBus(),
+            ContactStore(database),
         )
 
     def service(self) -> ExecutionService:
@@ -75,6 +92,28 @@ class Engine:
             Interpreter(executors),
             self.wakeup,
             self.clock,
+            options=options,
+        )
+
+    def ingest(self, limits: IngestLimits | None = None) -> IngestService:
+        return IngestService(self.bus, self.clock, limits)
+
+    def router(self, consumer: str, options: RouterOptions | None = None) -> EventRouter:
+        dialect = self.database.dialect
+        stores = BatchStores(
+            events=EventStore(dialect),
+            contacts=self.contacts,
+            admission=AdmissionStore(dialect),
+            executions=self.executions,
+            compiled=self.compiled,
+        )
+        return EventRouter(
+            self.database,
+            self.bus,
+            stores,
+            self.wakeup,
+            self.clock,
+            consumer=consumer,
             options=options,
         )
 

@@ -37,6 +37,7 @@ def execution_row(record: ExecutionRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "finished_at": None,
+        "exit_reason": None,
     }
 
 

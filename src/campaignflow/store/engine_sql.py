@@ -55,6 +55,7 @@ EXECUTION_COLUMNS = (
     executions.c.finished_at,
     executions.c.error,
     executions.c.idempotency_key,
+    executions.c.exit_reason,
 )
 TASK_COLUMNS = (
     tasks.c.id,
@@ -314,6 +315,35 @@ EXIT_OLD_VERSIONS = (
         finished_at=bindparam("now"),
     )
     .returning(executions.c.id)
+)
+EXIT_EXECUTIONS = (
+    update(executions)
+    .where(
+        executions.c.workspace_id == bindparam("workspace"),
+        executions.c.id.in_(bindparam("ids", expanding=True)),
+        executions.c.status.in_(LIVE_STATUSES),
+    )
+    .values(
+        status="cancelled",
+        revision=executions.c.revision + 1,
+        exit_reason=bindparam("reason"),
+        updated_at=bindparam("now"),
+        finished_at=bindparam("now"),
+    )
+    .returning(executions.c.id)
+)
+LIVE_OF_SUBJECTS = select(
+    executions.c.id, executions.c.workflow_id, executions.c.subject_id, executions.c.created_at
+).where(
+    executions.c.workspace_id == bindparam("workspace"),
+    executions.c.subject_id.in_(bindparam("subjects", expanding=True)),
+    executions.c.workflow_id.in_(bindparam("workflows", expanding=True)),
+    executions.c.status.in_(LIVE_STATUSES),
+)
+WAITS_OF_SUBJECTS = select(waits).where(
+    waits.c.workspace_id == bindparam("workspace"),
+    waits.c.subject_id.in_(bindparam("subjects", expanding=True)),
+    waits.c.event_name.in_(bindparam("names", expanding=True)),
 )
 DELETE_TASKS_OF_EXECUTIONS = delete(tasks).where(
     tasks.c.workspace_id == bindparam("workspace"),

@@ -49,6 +49,7 @@ class NewExecution:
     contact: dict[str, Any]
     start_node: str
     idempotency_key: str | None = None
+    event: dict[str, Any] | None = None  # the event that started it (``event`` in the nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +79,38 @@ class WaitRecord:
     created_at: datetime
 
 
-def initial_state() -> dict[str, Any]:
-    """A new execution: one live token (its start task) and no steps yet."""
-    return {"live": 1, "seq": 0}
+def initial_state(event: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A new execution: one live token (its start task) and no steps yet; an execution started
+    by an event sees that event as ``event`` until a wait takes another."""
+    state: dict[str, Any] = {"live": 1, "seq": 0}
+    if event is not None:
+        state["event"] = event
+    return state
+
+
+def new_records(
+    news: Sequence[NewExecution], now: datetime, ids: Sequence[str] | None = None
+) -> builtins.list[ExecutionRecord]:
+    """The records of executions about to start (ids assigned here unless given)."""
+    return [
+        ExecutionRecord(
+            workspace_id=new.workspace_id,
+            id=ids[index] if ids is not None else new_id(),
+            workflow_id=new.workflow_id,
+            workflow_version=new.workflow_version,
+            subject_id=new.subject_id,
+            status=ExecutionStatus.PENDING,
+            trigger=new.trigger,
+            input=new.input,
+            contact=new.contact,
+            state=initial_state(new.event),
+            revision=0,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=new.idempotency_key,
+        )
+        for index, new in enumerate(news)
+    ]
 
 
 class ExecutionStore:
@@ -120,26 +150,20 @@ class ExecutionStore:
         """Create executions and their start tasks in one transaction (batch inserts)."""
         if not news:
             return []
-        records = [
-            ExecutionRecord(
-                workspace_id=new.workspace_id,
-                id=new_id(),
-                workflow_id=new.workflow_id,
-                workflow_version=new.workflow_version,
-                subject_id=new.subject_id,
-                status=ExecutionStatus.PENDING,
-                trigger=new.trigger,
-                input=new.input,
-                contact=new.contact,
-                state=initial_state(),
-                revision=0,
-                created_at=now,
-                updated_at=now,
-                idempotency_key=new.idempotency_key,
-            )
-            for new in news
-        ]
-        execution_rows = [execution_row(record) for record in records]
+        records = new_records(news, now)
+        async with self._db.transaction() as connection:
+            await self.insert_started(connection, records, news, now)
+        return records
+
+    async def insert_started(
+        self,
+        connection: AsyncConnection,
+        records: Sequence[ExecutionRecord],
+        news: Sequence[NewExecution],
+        now: datetime,
+    ) -> None:
+        """Insert executions built by :func:`new_records` and their start tasks, inside the
+        caller's transaction (the router's, which also writes the events that started them)."""
         task_rows = [
             task_row(
                 record.workspace_id,
@@ -149,11 +173,9 @@ class ExecutionStore:
             )
             for record, new in zip(records, news, strict=True)
         ]
-        async with self._db.transaction() as connection:
-            await _insert_executions(connection, execution_rows)
-            await connection.execute(sql.INSERT_TASKS, task_rows)
-            await self._notify(connection)
-        return records
+        await _insert_executions(connection, [execution_row(record) for record in records])
+        await connection.execute(sql.INSERT_TASKS, task_rows)
+        await self._notify(connection)
 
     async def _notify(self, connection: AsyncConnection) -> None:
         """Wake the workers of every process when this transaction commits (PostgreSQL
@@ -287,6 +309,18 @@ class ExecutionStore:
         first); the caller re-reads and decides again. The execution's revision moves, so a
         worker holding it at the same moment writes nothing for it.
         """
+        async with self._db.transaction() as connection:
+            return await self.complete_wait_in(connection, wait, event=event, now=now)
+
+    async def complete_wait_in(
+        self,
+        connection: AsyncConnection,
+        wait: WaitRecord,
+        *,
+        event: dict[str, Any],
+        now: datetime,
+    ) -> bool:
+        """:meth:`complete_wait` inside the caller's transaction (the router's)."""
         params = {
             "workspace": wait.workspace_id,
             "execution": wait.execution_id,
@@ -294,24 +328,89 @@ class ExecutionStore:
             "node": wait.node_id,
             "created": wait.created_at,
         }
-        async with self._db.transaction() as connection:
-            record = await _lock(connection, wait.workspace_id, wait.execution_id)
-            if ExecutionStatus(record.status).is_final:
-                return False
-            # The same branch may wait again later (a loop): only this wait is taken.
-            deleted = await connection.execute(sql.DELETE_THIS_WAIT, params)
-            if deleted.rowcount != 1:
-                return False
-            await connection.execute(sql.DELETE_TIMEOUT_TASK, params)
-            payload = {"event": event, "since": wait.created_at.isoformat()}
-            task = NewTask(wait.node_id, wait.token, TaskKind.EVENT, 1, now, payload)
-            await connection.execute(
-                sql.INSERT_TASKS, [task_row(wait.workspace_id, wait.execution_id, task, now)]
-            )
-            record.status = ExecutionStatus.RUNNING
-            await _bump(connection, record, now)
-            await self._notify(connection)
+        record = await _lock(connection, wait.workspace_id, wait.execution_id)
+        if ExecutionStatus(record.status).is_final:
+            return False
+        # The same branch may wait again later (a loop): only this wait is taken.
+        deleted = await connection.execute(sql.DELETE_THIS_WAIT, params)
+        if deleted.rowcount != 1:
+            return False
+        await connection.execute(sql.DELETE_TIMEOUT_TASK, params)
+        payload = {"event": event, "since": wait.created_at.isoformat()}
+        task = NewTask(wait.node_id, wait.token, TaskKind.EVENT, 1, now, payload)
+        await connection.execute(
+            sql.INSERT_TASKS, [task_row(wait.workspace_id, wait.execution_id, task, now)]
+        )
+        record.status = ExecutionStatus.RUNNING
+        await _bump(connection, record, now)
+        await self._notify(connection)
         return True
+
+    async def lock_in(
+        self, connection: AsyncConnection, workspace_id: str, execution_id: str
+    ) -> ExecutionRecord:
+        """Read and lock one execution inside the caller's transaction."""
+        return await _lock(connection, workspace_id, execution_id)
+
+    async def waits_of_subjects(
+        self,
+        connection: AsyncConnection,
+        workspace_id: str,
+        subjects: Sequence[str],
+        names: Sequence[str],
+    ) -> builtins.list[WaitRecord]:
+        """The waits of these subjects for these event names, oldest first."""
+        if not subjects or not names:
+            return []
+        params = {"workspace": workspace_id, "subjects": list(subjects), "names": list(names)}
+        rows = (await connection.execute(sql.WAITS_OF_SUBJECTS, params)).all()
+        return sorted((WaitRecord(**row._mapping) for row in rows), key=lambda w: w.created_at)
+
+    async def live_of_subjects(
+        self,
+        connection: AsyncConnection,
+        workspace_id: str,
+        subjects: Sequence[str],
+        workflows: Sequence[str],
+    ) -> builtins.list[tuple[str, str, str]]:
+        """(execution id, workflow id, subject) of the live executions of these subjects in
+        these workflows."""
+        if not subjects or not workflows:
+            return []
+        params = {
+            "workspace": workspace_id,
+            "subjects": list(subjects),
+            "workflows": list(workflows),
+        }
+        rows = (await connection.execute(sql.LIVE_OF_SUBJECTS, params)).all()
+        return [(row.id, row.workflow_id, row.subject_id) for row in rows]
+
+    async def exit_in(
+        self,
+        connection: AsyncConnection,
+        workspace_id: str,
+        execution_ids: Sequence[str],
+        reason: dict[str, Any],
+        now: datetime,
+    ) -> builtins.list[str]:
+        """End live executions at once (an exit criterion), inside the caller's transaction:
+        cancelled, with ``reason`` as their ``exitReason``; their tasks and waits go, and the
+        revision moves so a worker holding one writes nothing. Returns the ids that were live.
+        """
+        if not execution_ids:
+            return []
+        params = {
+            "workspace": workspace_id,
+            "ids": sorted(execution_ids),
+            "reason": reason,
+            "now": now,
+        }
+        ids = (await connection.execute(sql.EXIT_EXECUTIONS, params)).scalars().all()
+        if ids:
+            scope = {"workspace": workspace_id, "ids": list(ids)}
+            await connection.execute(sql.DELETE_TASKS_OF_EXECUTIONS, scope)
+            await connection.execute(sql.DELETE_WAITS_OF_EXECUTIONS, scope)
+        return list(ids)
 
     async def reopen(
         self, workspace_id: str, execution_id: str, now: datetime, *, dead_letter_id: str | None

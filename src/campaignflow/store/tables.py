@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -36,6 +37,8 @@ WORKFLOW_STATUSES = ("draft", "active", "paused", "archived")
 EXECUTION_STATUSES = ("pending", "running", "waiting", "completed", "failed", "cancelled")
 TASK_KINDS = ("run", "timer", "timeout", "event")
 DEAD_LETTER_STATUSES = ("open", "replayed", "discarded")
+IDENTITY_KINDS = ("user_id", "anonymous_id", "email")
+EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -110,6 +113,9 @@ executions = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # Why a cancelled execution ended early: an exit criterion (with its event), the API, or the
+    # in-flight policy of a new version. Null for every other ending.
+    Column("exit_reason", JSONDocument(), nullable=True),
     PrimaryKeyConstraint("workspace_id", "id"),
     ForeignKeyConstraint(
         ["workspace_id", "workflow_id", "workflow_version"],
@@ -208,4 +214,119 @@ dead_letters = Table(
     CheckConstraint(_one_of("status", DEAD_LETTER_STATUSES), name="status"),
     Index(None, "workspace_id", "status", "id"),
     Index(None, "workspace_id", "execution_id"),
+)
+
+# --------------------------------------------------------------------------- contacts and events
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),  # time-ordered (store.ids)
+    Column("user_id", String(200), nullable=True),
+    Column("email", String(320), nullable=True),
+    Column("timezone", String(64), nullable=True),
+    Column("traits", JSONDocument(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("workspace_id", "id"),
+)
+
+# Every way a contact is known: its userId, each anonymousId, its email (lower-cased). The key
+# makes one identity belong to one contact; merging moves identities to the surviving contact.
+contact_identities = Table(
+    "contact_identities",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(320), nullable=False),
+    Column("contact_id", identifier(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "kind", "value"),
+    CheckConstraint(_one_of("kind", IDENTITY_KINDS), name="kind"),
+    Index(None, "workspace_id", "contact_id"),
+)
+
+# Accepted events, written by the router in the transaction that acts on them. The key is the
+# sender's messageId, so a repeated message (a retried batch, a redelivered stream entry) is
+# inserted once and acted on once.
+events = Table(
+    "events",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("contact_id", identifier(), nullable=True),
+    Column("user_id", String(200), nullable=True),
+    Column("anonymous_id", String(200), nullable=True),
+    Column("payload", JSONDocument(), nullable=False),  # properties, traits, context, …
+    Column("timestamp", UTCDateTime(), nullable=False),  # corrected for the sender's clock skew
+    Column("received_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "message_id"),
+    CheckConstraint(_one_of("type", EVENT_TYPES), name="type"),
+    Index(None, "workspace_id", "contact_id", "timestamp"),
+)
+
+# --------------------------------------------------------------------------- triggers
+
+# Triggers managed through /api/v1/triggers (those declared in a definition live in it).
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("workflow_id", identifier(), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("event_name", String(200), nullable=True),  # behavior triggers, for the index
+    Column("definition", JSONDocument(), nullable=False),  # the trigger in the workflow format
+    Column("enabled", Boolean(), nullable=False),
+    Column("revision", Integer(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    ForeignKeyConstraint(
+        ["workspace_id", "workflow_id"], ["workflows.workspace_id", "workflows.id"]
+    ),
+    Index(None, "workspace_id", "workflow_id"),
+)
+
+# Entry rules: one row per (workflow, contact) that has ever entered. Starting an execution is a
+# conditional upsert of this row in the same transaction, so two routers cannot both let the
+# same contact in.
+entries = Table(
+    "entries",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("workflow_id", identifier(), nullable=False),
+    Column("subject_id", String(200), nullable=False),
+    Column("last_entered_at", UTCDateTime(), nullable=False),
+    Column("active_execution_id", identifier(), nullable=True),
+    Column("entry_count", Integer(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "workflow_id", "subject_id"),
+)
+
+# Dedup keys of triggers, remembered until expires_at; and cron ticks, one row per tick so a
+# tick fires once across any number of workers.
+trigger_dedup = Table(
+    "trigger_dedup",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("scope", String(300), nullable=False),  # the trigger's key
+    Column("dedup_key", String(500), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "scope", "dedup_key"),
+    Index(None, "expires_at"),
+)
+
+trigger_ticks = Table(
+    "trigger_ticks",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("scope", String(300), nullable=False),
+    Column("tick_at", UTCDateTime(), nullable=False),
+    Column("fired_at", UTCDateTime(), nullable=False),
+    Column("started", Integer(), nullable=False),  # executions the tick started
+    PrimaryKeyConstraint("workspace_id", "scope", "tick_at"),
 )

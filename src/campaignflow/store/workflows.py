@@ -70,6 +70,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def aware_now(clock: Clock) -> datetime:
+    """The clock's time in UTC; a store refuses a clock that forgets its time zone."""
+    now = clock()
+    if now.utcoffset() is None:
+        raise ValueError("the store's clock must return aware datetimes")
+    return now.astimezone(UTC)
+
+
 # --- the store ----------------------------------------------------------------------------
 
 
@@ -81,10 +89,7 @@ class WorkflowStore:
         self._clock = clock
 
     def _now(self) -> datetime:
-        now = self._clock()
-        if now.utcoffset() is None:
-            raise ValueError("the store's clock must return aware datetimes")
-        return now.astimezone(UTC)
+        return aware_now(self._clock)
 
     async def ensure_workspace(self, workspace_id: str, name: str) -> None:
         """Create the workspace unless it exists (an existing one keeps its name)."""

@@ -1,0 +1,167 @@
+"""``/api/v1/contacts``: thin translations from HTTP onto :class:`ContactService`."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from campaignflow.api.auth import CurrentPrincipal
+from campaignflow.api.body import read_json
+from campaignflow.api.contact_schemas import (
+    FIELDS,
+    Contact,
+    ContactCreate,
+    ContactPage,
+    ContactPatch,
+)
+from campaignflow.api.deps import AppSettings
+from campaignflow.api.pagination import decode_cursor, page_of, page_size
+from campaignflow.api.parameters import Cursor, Limit
+from campaignflow.api.problems import ProblemError
+from campaignflow.api.schemas import problem_responses
+from campaignflow.domain.pydantic_problems import problems_from_error
+from campaignflow.services.contacts import ContactService
+from campaignflow.store.contacts import ContactStore
+
+router = APIRouter(
+    prefix="/contacts", tags=["contacts"], responses=problem_responses(400, 401, 404)
+)
+
+ContactId = Annotated[str, Path(max_length=64, description="The contact's id.")]
+M = TypeVar("M", bound=BaseModel)
+
+
+async def get_contact_service(request: Request) -> ContactService:
+    """The service on the app's database (the store holds nothing else, so building it per
+    request costs two small objects)."""
+    return ContactService(ContactStore(request.app.state.database))
+
+
+Contacts = Annotated[ContactService, Depends(get_contact_service)]
+
+
+def _body(model: type[M], document: object) -> M:
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        problems = problems_from_error(exc, document, vocabulary=FIELDS)
+        raise ProblemError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            f"The request body has {len(problems)} problem(s).",
+            problems=[problem.to_dict() for problem in problems],
+        ) from exc
+
+
+def _request_body(model: type[BaseModel], *media_types: str) -> dict[str, object]:
+    schema = model.model_json_schema(by_alias=True)
+    content = {media_type: {"schema": schema} for media_type in media_types}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+@router.post(
+    "",
+    status_code=HTTPStatus.CREATED,
+    response_model=Contact,
+    openapi_extra=_request_body(ContactCreate, "application/json"),
+    responses=problem_responses(409, 413, 415, 422),
+)
+async def create_contact(
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    service: Contacts,
+    settings: AppSettings,
+) -> Contact:
+    """Create a contact known by at least one identity (`userId`, `anonymousId`, `email`);
+    `409` if another contact has one of them."""
+    document = await read_json(request, limit=settings.api.max_body_bytes)
+    body = _body(ContactCreate, document)
+    record = await service.create(body.to_new(principal.workspace_id))
+    response.headers["Location"] = str(
+        request.app.url_path_for("get_contact", contact_id=record.id)
+    )
+    return Contact.from_record(record)
+
+
+@router.get("", response_model=ContactPage)
+async def list_contacts(
+    *,
+    principal: CurrentPrincipal,
+    service: Contacts,
+    settings: AppSettings,
+    email: Annotated[
+        str | None, Query(max_length=320, description="Only the contact with this email.")
+    ] = None,
+    user_id: Annotated[
+        str | None,
+        Query(alias="userId", max_length=200, description="Only the contact with this userId."),
+    ] = None,
+    anonymous_id: Annotated[
+        str | None,
+        Query(
+            alias="anonymousId",
+            max_length=200,
+            description="Only the contact that used this anonymousId.",
+        ),
+    ] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> ContactPage:
+    """List contacts, newest first."""
+    size = page_size(limit, settings)
+    records = await service.list_contacts(
+        principal.workspace_id,
+        email=email,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        before=decode_cursor(cursor, str),
+        limit=size + 1,
+    )
+    page, next_cursor = page_of(records, size, lambda record: record.id)
+    return ContactPage(items=[Contact.from_record(r) for r in page], next_cursor=next_cursor)
+
+
+@router.get("/{contact_id}", response_model=Contact)
+async def get_contact(
+    contact_id: ContactId, principal: CurrentPrincipal, service: Contacts
+) -> Contact:
+    """The contact: its identities' columns, time zone, traits and when it was last seen."""
+    return Contact.from_record(await service.get(principal.workspace_id, contact_id))
+
+
+@router.patch(
+    "/{contact_id}",
+    response_model=Contact,
+    openapi_extra=_request_body(ContactPatch, "application/merge-patch+json", "application/json"),
+    responses=problem_responses(409, 413, 415, 422),
+)
+async def update_contact(
+    contact_id: ContactId,
+    request: Request,
+    principal: CurrentPrincipal,
+    service: Contacts,
+    settings: AppSettings,
+) -> Contact:
+    """Change a contact with a JSON merge patch (RFC 7396): members left out stay, `null`
+    clears one, `traits` merges into the traits. `409` if the new userId or email belongs to
+    another contact."""
+    document = await read_json(request, limit=settings.api.max_body_bytes)
+    change = _body(ContactPatch, document).to_change()
+    return Contact.from_record(await service.update(principal.workspace_id, contact_id, change))
+
+
+@router.delete("/{contact_id}", status_code=HTTPStatus.NO_CONTENT, response_class=Response)
+async def delete_contact(
+    contact_id: ContactId, principal: CurrentPrincipal, service: Contacts
+) -> Response:
+    """Delete the contact and its identities: events from them later make a new contact.
+
+    Not yet a GDPR erasure: the contact's stored events and the executions about it stay;
+    erasing those too comes with the privacy work.
+    """
+    await service.delete(principal.workspace_id, contact_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)

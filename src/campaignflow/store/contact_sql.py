@@ -1,0 +1,185 @@
+"""The contact store's SQL, written once and named: every statement filters by workspace.
+
+The portable statements (SQLAlchemy Core) serve the API and SQLite. The router's hot path on
+PostgreSQL takes arrays instead (see :mod:`pg_batch`): one statement per kind of change, with a
+few parameters each, whatever the batch size. Both paths are tested by the same suite.
+
+Bulk statements bind ``b_``-prefixed names for the row they address (SQLAlchemy reserves the
+column names of an UPDATE's SET clause).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import Select, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from campaignflow.domain.contacts import ContactRecord
+from campaignflow.store.tables import contact_identities as identities
+from campaignflow.store.tables import contacts
+
+# In the order of ContactRecord's fields, so a row builds a record positionally.
+CONTACT_FIELDS = tuple(field.name for field in fields(ContactRecord))
+CONTACT_COLUMNS = tuple(contacts.c[name] for name in CONTACT_FIELDS)
+
+_CONTACT = (
+    contacts.c.workspace_id == bindparam("workspace"),
+    contacts.c.id == bindparam("contact"),
+)
+
+GET_CONTACT = select(*CONTACT_COLUMNS).where(*_CONTACT)
+LOCK_CONTACT = GET_CONTACT.with_for_update()
+INSERT_CONTACTS = insert(contacts)
+DELETE_CONTACT = delete(contacts).where(*_CONTACT)
+DELETE_IDENTITIES_OF_CONTACT = delete(identities).where(
+    identities.c.workspace_id == bindparam("workspace"),
+    identities.c.contact_id == bindparam("contact"),
+)
+
+# Parameters: the row's b_workspace and b_id, then every column it sets.
+UPDATE_CONTACTS = (
+    update(contacts)
+    .where(
+        contacts.c.workspace_id == bindparam("b_workspace"),
+        contacts.c.id == bindparam("b_id"),
+    )
+    .values(
+        user_id=bindparam("user_id"),
+        email=bindparam("email"),
+        timezone=bindparam("timezone"),
+        traits=bindparam("traits"),
+        created_at=bindparam("created_at"),
+        updated_at=bindparam("updated_at"),
+        last_seen_at=bindparam("last_seen_at"),
+    )
+)
+
+# Identity rows (workspace_id, kind, value, contact_id, created_at); one that is taken already
+# is skipped, and only those inserted come back.
+_IDENTITY_KEY = (identities.c.workspace_id, identities.c.kind, identities.c.value)
+INSERT_IDENTITIES = {
+    "postgresql": postgresql.insert(identities).on_conflict_do_nothing().returning(*_IDENTITY_KEY),
+    "sqlite": sqlite.insert(identities).on_conflict_do_nothing().returning(*_IDENTITY_KEY),
+}
+# Parameters: b_workspace, b_kind, b_value.
+DELETE_IDENTITY = delete(identities).where(
+    identities.c.workspace_id == bindparam("b_workspace"),
+    identities.c.kind == bindparam("b_kind"),
+    identities.c.value == bindparam("b_value"),
+)
+# A merge: every identity of the absorbed contact goes to the survivor. Parameters:
+# b_workspace, b_absorbed, b_survivor.
+MOVE_IDENTITIES = (
+    update(identities)
+    .where(
+        identities.c.workspace_id == bindparam("b_workspace"),
+        identities.c.contact_id == bindparam("b_absorbed"),
+    )
+    .values(contact_id=bindparam("b_survivor"))
+)
+# Parameters: b_workspace, b_id.
+DELETE_CONTACTS = delete(contacts).where(
+    contacts.c.workspace_id == bindparam("b_workspace"), contacts.c.id == bindparam("b_id")
+)
+
+
+def lookup(keys: list[tuple[str, str, str]]) -> Select[Any]:
+    """The owners of identities (kind, value, then the contact's columns), portable form."""
+    return (
+        select(identities.c.kind, identities.c.value, *CONTACT_COLUMNS)
+        .join(
+            contacts,
+            (contacts.c.workspace_id == identities.c.workspace_id)
+            & (contacts.c.id == identities.c.contact_id),
+        )
+        .where(tuple_(*_IDENTITY_KEY).in_(keys))
+        .order_by(contacts.c.workspace_id, contacts.c.id)
+        .with_for_update(of=contacts)
+    )
+
+
+def list_contacts(*, email: bool, user_id: bool, anonymous_id: bool, before: bool) -> Select[Any]:
+    """Newest first (ids are time-ordered); ``before`` is the last id of the previous page.
+    Each identity filter (parameters ``email``, ``user_id``, ``anonymous_id``) keeps the
+    contact owning that identity. Parameters: workspace, limit."""
+    statement = select(*CONTACT_COLUMNS).where(contacts.c.workspace_id == bindparam("workspace"))
+    for kind, wanted in (("email", email), ("user_id", user_id), ("anonymous_id", anonymous_id)):
+        if wanted:
+            owner = select(identities.c.contact_id).where(
+                identities.c.workspace_id == bindparam("workspace"),
+                identities.c.kind == kind,
+                identities.c.value == bindparam(kind),
+            )
+            statement = statement.where(contacts.c.id.in_(owner.scalar_subquery()))
+    if before:
+        statement = statement.where(contacts.c.id < bindparam("before"))
+    return statement.order_by(contacts.c.id.desc()).limit(bindparam("limit"))
+
+
+# --------------------------------------------------------------------------- PostgreSQL arrays
+
+_RETURNED = ", ".join(f"c.{name}" for name in CONTACT_FIELDS)
+
+PG_LOOKUP = f"""
+SELECT i.kind, i.value, {_RETURNED}
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(workspace_id, kind, value)
+CROSS JOIN LATERAL (
+  SELECT * FROM contact_identities i
+  WHERE i.workspace_id = k.workspace_id AND i.kind = k.kind AND i.value = k.value
+) i
+JOIN contacts c ON c.workspace_id = i.workspace_id AND c.id = i.contact_id
+ORDER BY c.workspace_id, c.id
+FOR UPDATE OF c
+"""  # noqa: S608 - built from the table's column names, no input
+"""Lock the contacts owning the identities, in key order (no deadlock between routers). The
+lateral subquery makes each key a primary-key probe: a plain join lets the planner hash the
+whole identities table, which it does on a table it has not analysed yet."""
+
+PG_INSERT_IDENTITIES = """
+INSERT INTO contact_identities (workspace_id, kind, value, contact_id, created_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+ON CONFLICT DO NOTHING
+RETURNING workspace_id, kind, value
+"""
+
+PG_DELETE_IDENTITIES = """
+DELETE FROM contact_identities i
+USING unnest($1::text[], $2::text[], $3::text[]) AS k(workspace_id, kind, value)
+WHERE i.workspace_id = k.workspace_id AND i.kind = k.kind AND i.value = k.value
+"""
+
+PG_MOVE_IDENTITIES = """
+UPDATE contact_identities AS i SET contact_id = m.survivor
+FROM unnest($1::text[], $2::text[], $3::text[]) AS m(workspace_id, absorbed, survivor)
+WHERE i.workspace_id = m.workspace_id AND i.contact_id = m.absorbed
+"""
+
+PG_INSERT_CONTACTS = """
+INSERT INTO contacts (workspace_id, id, user_id, email, timezone, traits, created_at,
+                      updated_at, last_seen_at)
+SELECT workspace_id, id, user_id, email, timezone, traits::jsonb, created_at, updated_at,
+       last_seen_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
+     AS v(workspace_id, id, user_id, email, timezone, traits, created_at, updated_at,
+          last_seen_at)
+"""
+
+PG_UPDATE_CONTACTS = """
+UPDATE contacts AS c
+SET user_id = v.user_id, email = v.email, timezone = v.timezone, traits = v.traits::jsonb,
+    created_at = v.created_at, updated_at = v.updated_at, last_seen_at = v.last_seen_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
+     AS v(workspace_id, id, user_id, email, timezone, traits, created_at, updated_at,
+          last_seen_at)
+WHERE c.workspace_id = v.workspace_id AND c.id = v.id
+"""
+
+PG_DELETE_CONTACTS = """
+DELETE FROM contacts c
+USING unnest($1::text[], $2::text[]) AS k(workspace_id, id)
+WHERE c.workspace_id = k.workspace_id AND c.id = k.id
+"""

@@ -1,0 +1,157 @@
+"""The event log, written by the router inside the transaction that acts on the events.
+
+The key is (workspace, messageId): an event delivered twice — a sender's retry, a stream entry
+redelivered after a crash — is inserted once, and only the router that inserted it acts on it.
+That is what makes at-least-once delivery on the bus exactly-once in effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from campaignflow.domain.events import Event
+from campaignflow.store import pg_batch
+from campaignflow.store.tables import events as events_table
+
+EventKey = tuple[str, str]  # (workspace_id, message_id)
+
+_SQLITE_CHUNK = 400  # pairs per IN list, well under SQLite's bound on host parameters
+
+_PG_EXISTING = """
+SELECT e.workspace_id, e.message_id
+FROM events e
+JOIN unnest($1::text[], $2::text[]) AS k(workspace_id, message_id)
+  ON e.workspace_id = k.workspace_id AND e.message_id = k.message_id
+"""
+
+_PG_INSERT = """
+INSERT INTO events (workspace_id, message_id, type, name, contact_id, user_id, anonymous_id,
+                    payload, timestamp, received_at)
+SELECT workspace_id, message_id, type, name, contact_id, user_id, anonymous_id, payload::jsonb,
+       timestamp, received_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::timestamptz[], $10::timestamptz[])
+     AS v(workspace_id, message_id, type, name, contact_id, user_id, anonymous_id, payload,
+          timestamp, received_at)
+ON CONFLICT (workspace_id, message_id) DO NOTHING
+RETURNING workspace_id, message_id
+"""
+
+_SQLITE_INSERT = sqlite_insert(events_table).on_conflict_do_nothing(
+    index_elements=["workspace_id", "message_id"]
+)
+
+
+def event_key(event: Event) -> EventKey:
+    return (event.workspace_id, event.message_id)
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """What the row keeps beyond its columns."""
+    payload: dict[str, Any] = {
+        "properties": event.properties,
+        "traits": event.traits,
+        "context": event.context,
+    }
+    for key, value in (
+        ("previousId", event.previous_id),
+        ("groupId", event.group_id),
+        ("sentAt", event.sent_at and event.sent_at.isoformat()),
+        ("originalTimestamp", event.original_timestamp and event.original_timestamp.isoformat()),
+    ):
+        if value is not None:
+            payload[key] = value
+    return payload
+
+
+class EventStore:
+    """Reads and writes of the ``events`` table inside a caller's transaction."""
+
+    def __init__(self, dialect: str) -> None:
+        self._postgres = dialect == "postgresql"
+
+    async def known(self, connection: AsyncConnection, events: Sequence[Event]) -> set[EventKey]:
+        """The keys among ``events`` that are already stored."""
+        keys = list(dict.fromkeys(event_key(event) for event in events))
+        if not keys:
+            return set()
+        if self._postgres:
+            rows = await pg_batch.fetch(
+                connection, _PG_EXISTING, [k[0] for k in keys], [k[1] for k in keys]
+            )
+            return {(row[0], row[1]) for row in rows}
+        found: set[EventKey] = set()
+        pair = tuple_(events_table.c.workspace_id, events_table.c.message_id)
+        statement = select(events_table.c.workspace_id, events_table.c.message_id).where(
+            pair.in_(bindparam("keys", expanding=True))
+        )
+        for start in range(0, len(keys), _SQLITE_CHUNK):
+            chunk = keys[start : start + _SQLITE_CHUNK]
+            result = await connection.execute(statement, {"keys": chunk})
+            found.update((row[0], row[1]) for row in result)
+        return found
+
+    async def insert(
+        self,
+        connection: AsyncConnection,
+        events: Sequence[Event],
+        contact_ids: Sequence[str | None],
+    ) -> set[EventKey]:
+        """Insert ``events`` (with the contact each resolved to); returns the keys this call
+        inserted — a key another transaction inserted first is left out."""
+        if not events:
+            return set()
+        if self._postgres:
+            return await self._insert_postgres(connection, events, contact_ids)
+        rows = [
+            _row(event, contact_id) for event, contact_id in zip(events, contact_ids, strict=True)
+        ]
+        await connection.execute(_SQLITE_INSERT, rows)
+        # SQLite runs one writer at a time (BEGIN IMMEDIATE): the caller's `known` check in this
+        # same transaction already excluded every key stored before.
+        return {event_key(event) for event in events}
+
+    async def _insert_postgres(
+        self,
+        connection: AsyncConnection,
+        events: Sequence[Event],
+        contact_ids: Sequence[str | None],
+    ) -> set[EventKey]:
+        columns: list[list[Any]] = [[] for _ in range(10)]
+        for event, contact_id in zip(events, contact_ids, strict=True):
+            values = (
+                event.workspace_id,
+                event.message_id,
+                event.type,
+                event.name,
+                contact_id,
+                event.user_id,
+                event.anonymous_id,
+                pg_batch.json_text(event_payload(event)),
+                event.timestamp,
+                event.received_at,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        rows = await pg_batch.fetch(connection, _PG_INSERT, *columns)
+        return {(row[0], row[1]) for row in rows}
+
+
+def _row(event: Event, contact_id: str | None) -> dict[str, Any]:
+    return {
+        "workspace_id": event.workspace_id,
+        "message_id": event.message_id,
+        "type": event.type,
+        "name": event.name,
+        "contact_id": contact_id,
+        "user_id": event.user_id,
+        "anonymous_id": event.anonymous_id,
+        "payload": event_payload(event),
+        "timestamp": event.timestamp,
+        "received_at": event.received_at,
+    }

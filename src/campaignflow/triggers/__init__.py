@@ -1,0 +1,1 @@
+"""Behavior triggers: the triggers an event may start, found without evaluating them all."""
