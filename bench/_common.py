@@ -25,9 +25,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the benchmarks share the tests' load and servers
 
 from tests._support.load import four_node_workflow  # noqa: E402
-from tests._support.servers import throwaway_postgres  # noqa: E402
+from tests._support.servers import throwaway_postgres, throwaway_redis  # noqa: E402
 
-__all__ = ["REPO", "emit", "four_node_workflow", "fresh_database", "percentile", "postgres_server"]
+__all__ = [
+    "REPO",
+    "emit",
+    "four_node_workflow",
+    "fresh_database",
+    "percentile",
+    "postgres_server",
+    "throwaway_redis",
+]
 
 
 def emit(line: dict[str, Any]) -> None:

@@ -158,6 +158,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8080) -> None:
     try:
         settings = get_settings(mode="production")
         settings.require_secure()
+        runtime.tune_garbage_collector()
         asyncio.run(runtime.serve_production(settings, host, port))
     except CampaignflowError as exc:
         raise _fail(exc) from exc
@@ -169,6 +170,7 @@ def worker() -> None:
     from campaignflow import runtime
 
     try:
+        runtime.tune_garbage_collector()
         asyncio.run(runtime.serve_worker(get_settings()))
     except CampaignflowError as exc:
         raise _fail(exc) from exc
@@ -190,6 +192,7 @@ def up(
 
     try:
         setup = runtime.prepare_embedded(get_settings(mode="embedded"))
+        runtime.tune_garbage_collector()
         asyncio.run(_up(setup, host, port, load_examples))
     except CampaignflowError as exc:
         raise _fail(exc) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -45,6 +46,16 @@ def prepare_embedded(settings: Settings) -> EmbeddedSetup:
     token = ensure_bootstrap_token(settings.data_dir)
     updated = settings.model_copy(update={"api_token": SecretStr(token.value)})
     return EmbeddedSetup(updated, token)
+
+
+def tune_garbage_collector() -> None:
+    """Long-running roles allocate millions of short-lived objects (events, rows, dicts) while
+    holding a large, stable heap (modules, compiled workflows, the trigger index). Freezing the
+    heap at start-up keeps full collections from re-scanning it, and a larger first threshold
+    makes young collections rarer: less time in the collector per event routed."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def open_database(settings: Settings) -> Database:

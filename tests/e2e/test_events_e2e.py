@@ -25,9 +25,9 @@ from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.tables import events, executions
 from campaignflow.store.workflows import WorkflowStore
-from tests.e2e.conftest import TOKEN, cli_env, spawn_worker, start_server
+from tests.e2e.conftest import REPO, TOKEN, cli_env, spawn_worker, start_server
 
-pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 WORKSPACE = "default"
 TRACKED = {
@@ -107,6 +107,7 @@ def _wait_for(url: str, expected: int, timeout: float) -> tuple[int, int, int]:
     return counts
 
 
+@pytest.mark.postgres_only
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("gzip", [False, True], ids=["plain", "gzip"])
 def test_segments_python_library_sends_events_that_start_workflows(
@@ -148,6 +149,7 @@ def test_segments_python_library_sends_events_that_start_workflows(
 LOAD = 3000
 
 
+@pytest.mark.postgres_only
 @pytest.mark.timeout(180)
 def test_a_router_killed_mid_stream_loses_no_event_and_starts_none_twice(
     stream_env: dict[str, str], postgres_database_url: str, tmp_path: Path
@@ -192,3 +194,41 @@ def test_a_router_killed_mid_stream_loses_no_event_and_starts_none_twice(
     finally:
         second.terminate()
         second.wait(timeout=20)
+
+
+@pytest.mark.timeout(120)
+def test_the_abandoned_cart_journey_runs_through_campaignflow_up(tmp_path: Path) -> None:
+    """The embedded mode as a new user runs it: SQLite, the in-process bus, Segment calls."""
+    env = cli_env(CAMPAIGNFLOW_DATA_DIR=str(tmp_path / "data"))
+    args = ["up", "--load-examples", str(REPO / "examples" / "workflows")]
+    with start_server(args, env, tmp_path / "up.log") as server:
+        token = (tmp_path / "data" / "api-token").read_text().strip()
+        admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
+        sender = httpx.Client(base_url=server.url, auth=(token, ""))
+        with admin, sender:
+            assert admin.post("/api/v1/workflows/abandoned-cart/activate").status_code == 200
+            identify = {"userId": "ann", "traits": {"email": "ann@example.com"}}
+            assert sender.post("/v1/identify", json=identify).status_code == 200
+            cart = {
+                "userId": "ann",
+                "event": "cart_updated",
+                "properties": {"cartId": "c-7", "itemCount": 1, "total": 30},
+            }
+            assert sender.post("/v1/track", json=cart).status_code == 200
+            execution = _poll(admin, lambda e: e["status"] == "waiting")
+            order = {"userId": "ann", "event": "order_completed", "properties": {"cartId": "c-7"}}
+            assert sender.post("/v1/track", json=order).status_code == 200
+            done = _poll(admin, lambda e: e["status"] == "completed")
+            assert done["id"] == execution["id"]
+            steps = admin.get(f"/api/v1/executions/{done['id']}").json()["steps"]
+            assert [step["nodeId"] for step in steps] == ["wait-for-order", "purchased"]
+
+
+def _poll(admin: httpx.Client, predicate: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        items = admin.get("/api/v1/executions", params={"workflow": "abandoned-cart"}).json()
+        if items["items"] and predicate(items["items"][0]):
+            return dict(items["items"][0])
+        time.sleep(0.1)
+    raise AssertionError(f"no such execution: {items}")

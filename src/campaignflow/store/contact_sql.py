@@ -128,6 +128,7 @@ FROM unnest($1::text[], $2::text[], $3::text[]) AS k(workspace_id, kind, value)
 CROSS JOIN LATERAL (
   SELECT * FROM contact_identities i
   WHERE i.workspace_id = k.workspace_id AND i.kind = k.kind AND i.value = k.value
+  LIMIT 1
 ) i
 JOIN contacts c ON c.workspace_id = i.workspace_id AND c.id = i.contact_id
 ORDER BY c.workspace_id, c.id
@@ -135,7 +136,8 @@ FOR UPDATE OF c
 """  # noqa: S608 - built from the table's column names, no input
 """Lock the contacts owning the identities, in key order (no deadlock between routers). The
 lateral subquery makes each key a primary-key probe: a plain join lets the planner hash the
-whole identities table, which it does on a table it has not analysed yet."""
+whole identities table, which it does on a table it has not analysed yet. ``LIMIT 1`` (the key
+is unique) keeps the planner from pulling the subquery up into exactly that join."""
 
 PG_INSERT_IDENTITIES = """
 INSERT INTO contact_identities (workspace_id, kind, value, contact_id, created_at)

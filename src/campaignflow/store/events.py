@@ -24,10 +24,16 @@ _SQLITE_CHUNK = 400  # pairs per IN list, well under SQLite's bound on host para
 
 _PG_EXISTING = """
 SELECT e.workspace_id, e.message_id
-FROM events e
-JOIN unnest($1::text[], $2::text[]) AS k(workspace_id, message_id)
-  ON e.workspace_id = k.workspace_id AND e.message_id = k.message_id
+FROM unnest($1::text[], $2::text[]) AS k(workspace_id, message_id)
+CROSS JOIN LATERAL (
+  SELECT workspace_id, message_id FROM events
+  WHERE workspace_id = k.workspace_id AND message_id = k.message_id
+  LIMIT 1
+) e
 """
+"""One primary-key probe per key. A plain join lets the planner hash the whole event log when its
+statistics are stale (a table that grows by thousands of rows a second usually has stale ones);
+``LIMIT 1`` (the key is unique) keeps it from flattening the probe back into that join."""
 
 _PG_INSERT = """
 INSERT INTO events (workspace_id, message_id, type, name, contact_id, user_id, anonymous_id,

@@ -111,13 +111,19 @@ class Routing:
 
 
 @pytest.fixture
-async def routing(database: Database) -> AsyncIterator[Routing]:
+def executors() -> ExecutorRegistry:
+    """The worker's executors (none but the built-in set and log); tests may override."""
+    return ExecutorRegistry()
+
+
+@pytest.fixture
+async def routing(database: Database, executors: ExecutorRegistry) -> AsyncIterator[Routing]:
     """Closes the engine's bus afterwards, as a process would."""
     clock = ManualClock(START)
     engine = Engine.on(database, clock=clock, wakeup=InProcessWakeup(), bus=InProcessBus())
     await engine.workflows.ensure_workspace(WORKSPACE, "Acme")
     await engine.workflows.ensure_workspace("other", "Other")
-    worker = engine.worker(ExecutorRegistry(), WorkerOptions(batch_size=50, lanes=1))
+    worker = engine.worker(executors, WorkerOptions(batch_size=50, lanes=1))
     yield Routing(engine, clock, engine.router("test"), worker, WorkflowService(engine.workflows))
     await engine.bus.close()
 
