@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from redis.asyncio import Redis
 
-from tests.integration.api.conftest import TOKEN, ClientFactory, workflow
+from campaignflow.api.app import create_app
+from campaignflow.bus.redis_streams import RedisStreamBus
+from campaignflow.engine.runtime import Engine
+from campaignflow.store.database import Database
+from tests.integration.api.conftest import TOKEN, ClientFactory, make_settings, workflow
 
 CART_FLOW = workflow(
     "cart",
@@ -170,3 +176,35 @@ async def test_an_event_over_32_kb_is_refused_by_pointer(cart_client: httpx.Asyn
     assert body["accepted"] == 1
     assert body["rejected"][0]["index"] == 0
     assert body["rejected"][0]["errors"][0]["pointer"] == "/events/0"
+
+
+async def test_a_full_backlog_answers_429_with_retry_after_and_takes_nothing(
+    database: Database, redis_url: str
+) -> None:
+    """Redis bus with a bound of 2 entries and no router consuming: the third request is
+    refused, and nothing of it reaches the bus."""
+    client = Redis.from_url(redis_url)
+    prefix = f"cf-test-{secrets.token_hex(4)}"
+    bus = RedisStreamBus(client, shards=1, prefix=prefix, max_backlog=2, retry_after_seconds=7)
+    engine = Engine.on(database, bus=bus)
+    app = create_app(make_settings(), database=database, engine=engine)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", headers=WRITE_KEY
+            ) as http:
+                track = {"event": "x", "userId": "u"}
+                for _ in range(2):
+                    assert (await http.post("/v1/track", json=track)).status_code == 200
+                refused = await http.post("/v1/track", json=track)
+                assert refused.status_code == 429
+                assert refused.headers["retry-after"] == "7"
+                assert refused.json()["type"].endswith("backpressure")
+                assert await bus.backlog() == 2
+    finally:
+        await bus.close()
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
