@@ -106,6 +106,43 @@ class EventSettings(BaseModel):
     )
 
 
+class SchedulerSettings(BaseModel):
+    """The time-trigger scheduler, run by every worker process (``up`` and ``worker``)."""
+
+    enabled: bool = Field(
+        True,
+        description="Run the scheduler in this process (any number may run: each tick fires once).",
+    )
+    interval_seconds: float = Field(
+        1, gt=0, le=60, description="How often the scheduler looks for due ticks."
+    )
+    catch_up_seconds: float = Field(
+        3600,
+        ge=0,
+        le=7 * 86_400,
+        description="Ticks missed by less than this (the scheduler was down or behind) still "
+        "fire; older ones are skipped and logged.",
+    )
+    plan_ahead_hours: float = Field(
+        6,
+        ge=0,
+        le=23,
+        description="How long before a UTC day begins its relativeTo moments are planned "
+        "(their executions created, due at each moment).",
+    )
+    page_size: int = Field(500, ge=1, le=10_000, description="Contacts per fan-out transaction.")
+    lease_seconds: float = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="How long a fan-out is reserved for its worker between two pages; a dead "
+        "worker's fan-out is taken over after this.",
+    )
+    retention_days: float = Field(
+        7, ge=1, le=3650, description="How long the record of a completed tick is kept."
+    )
+
+
 class Settings(BaseSettings):
     """Runtime configuration of every campaignflow process."""
 
@@ -144,6 +181,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     events: EventSettings = Field(default_factory=EventSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     access_log: bool = Field(True, description="Log one line per HTTP request.")
 
     @model_validator(mode="after")

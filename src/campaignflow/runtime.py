@@ -28,7 +28,8 @@ from campaignflow.services.workflows import ApplyOutcome, WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.migrate import head_revision, schema_mismatch, upgrade
 from campaignflow.store.workflows import WorkflowStore
-from campaignflow.triggers.runner import start_router, stop_router
+from campaignflow.triggers.runner import consumer_name, start_router, stop_router
+from campaignflow.triggers.scheduler import start_scheduler, stop_scheduler
 from campaignflow.workflow_files import WorkflowFile
 
 
@@ -99,8 +100,9 @@ async def serve_http(
 ) -> None:
     """Run the API on ``database`` until interrupted; closes the database afterwards.
 
-    ``with_worker`` (embedded mode) runs a worker in the same process, sharing the engine's
-    wake-up, so an execution started through the API begins at once.
+    ``with_worker`` (embedded mode) runs a worker and the time-trigger scheduler in the same
+    process, sharing the engine's wake-up, so an execution started through the API begins at
+    once.
     """
     engine = Engine.on(database, bus=open_bus(settings))
     app = create_app(settings, database=database, engine=engine, run_router=with_worker)
@@ -112,12 +114,14 @@ async def serve_http(
         access_log=settings.access_log,
         server_header=False,
     )
-    worker_task = None
+    worker_task = scheduler = None
     if with_worker:
         worker_task = asyncio.create_task(run_worker_on(engine, settings))
+        scheduler = start_scheduler(engine, settings, consumer_name())
     try:
         await uvicorn.Server(config).serve()
     finally:
+        await stop_scheduler(scheduler)
         if worker_task is not None:
             worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -145,7 +149,8 @@ async def run_worker_on(engine: Engine, settings: Settings) -> None:
 
 
 async def serve_worker(settings: Settings) -> None:
-    """``worker``: run the engine and its timers on the configured database until SIGTERM/SIGINT."""
+    """``worker``: run the engine, its timers and the time-trigger scheduler on the configured
+    database until SIGTERM/SIGINT."""
     # No pre-ping: a batch that meets a dropped connection fails, and is claimed again.
     database = Database.from_url(settings.resolved_database_url, pre_ping=False)
     try:
@@ -154,6 +159,7 @@ async def serve_worker(settings: Settings) -> None:
         router = None
         if settings.redis_url is not None:  # in-process events are routed by the API process
             router = start_router(engine, settings)
+        scheduler = start_scheduler(engine, settings, consumer_name())
         try:
             async with _worker_on(engine, settings) as worker:
                 loop = asyncio.get_running_loop()
@@ -161,6 +167,7 @@ async def serve_worker(settings: Settings) -> None:
                     loop.add_signal_handler(signum, worker.stop)
                 await worker.run()
         finally:
+            await stop_scheduler(scheduler)
             if router is not None:
                 await stop_router(router)
             await engine.bus.close()

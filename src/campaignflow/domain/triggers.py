@@ -73,6 +73,12 @@ class RelativeTime(FormatModel):
         description="HH:MM in the contact's time zone (falling back to the trigger's timezone); "
         "omitted: the attribute's own time, or midnight for a date.",
     )
+    recurrence: Literal["once", "yearly"] = Field(
+        "once",
+        description="once: the moment itself (attribute + offset), fired once; yearly: its "
+        "anniversary every year (birthdays, contract anniversaries), with February 29 taken "
+        "as February 28 in other years.",
+    )
 
 
 class TimeTrigger(TriggerBase):

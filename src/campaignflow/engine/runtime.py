@@ -24,9 +24,12 @@ from campaignflow.store.dead_letters import DeadLetterStore
 from campaignflow.store.events import EventStore
 from campaignflow.store.executions import ExecutionStore
 from campaignflow.store.task_queue import TaskQueue
+from campaignflow.store.ticks import TickStore
 from campaignflow.store.workflows import WorkflowStore
 from campaignflow.triggers.batch import BatchStores
+from campaignflow.triggers.fanout import FanOutStores
 from campaignflow.triggers.router import EventRouter, RouterOptions
+from campaignflow.triggers.scheduler import SchedulerOptions, TimeScheduler
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,21 @@ class Engine:
             self.wakeup,
             self.clock,
             consumer=consumer,
+            options=options,
+        )
+
+    def scheduler(self, owner: str, options: SchedulerOptions | None = None) -> TimeScheduler:
+        """A time-trigger scheduler; ``owner`` names it in the leases of its fan-outs."""
+        stores = FanOutStores(
+            TickStore(self.database), AdmissionStore(self.database.dialect), self.executions
+        )
+        return TimeScheduler(
+            self.database,
+            stores,
+            self.compiled,
+            self.wakeup,
+            self.clock,
+            owner=owner,
             options=options,
         )
 

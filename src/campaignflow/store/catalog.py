@@ -1,11 +1,12 @@
-"""What the router needs to know about workflows: the active ones with their latest definition,
-and a cheap stamp that changes whenever that set may have changed (so routers rebuild their
-trigger index only then). These queries span workspaces on purpose: a router serves them all,
-and every row it returns carries its workspace."""
+"""What the router and the scheduler need to know about workflows: the active ones with their
+latest definition, and a cheap stamp that changes whenever that set may have changed (so they
+rebuild their trigger tables only then). These queries span workspaces on purpose: a router
+serves them all, and every row it returns carries its workspace."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,6 +21,7 @@ class ActiveWorkflow:
     workflow_id: str
     version: int
     definition: dict[str, Any]
+    updated_at: datetime  # last activated or published: time triggers fire no earlier tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class StoredTrigger:
     id: str
     workflow_id: str
     definition: dict[str, Any]
+    updated_at: datetime
 
 
 _ACTIVE = (
@@ -38,6 +41,7 @@ _ACTIVE = (
         workflows.c.id,
         workflows.c.latest_version,
         workflow_versions.c.definition,
+        workflows.c.updated_at,
     )
     .join(
         workflow_versions,
@@ -49,7 +53,13 @@ _ACTIVE = (
     .order_by(workflows.c.workspace_id, workflows.c.id)
 )
 _ENABLED_TRIGGERS = (
-    select(triggers.c.workspace_id, triggers.c.id, triggers.c.workflow_id, triggers.c.definition)
+    select(
+        triggers.c.workspace_id,
+        triggers.c.id,
+        triggers.c.workflow_id,
+        triggers.c.definition,
+        triggers.c.updated_at,
+    )
     .join(
         workflows,
         (workflows.c.workspace_id == triggers.c.workspace_id)
@@ -60,10 +70,14 @@ _ENABLED_TRIGGERS = (
 )
 _STAMP = select(
     select(func.count()).select_from(workflows).scalar_subquery(),
+    select(func.count()).where(workflows.c.status == "active").scalar_subquery(),
     select(func.max(workflows.c.updated_at)).scalar_subquery(),
     select(func.count()).select_from(triggers).scalar_subquery(),
+    select(func.count()).where(triggers.c.enabled.is_(True)).scalar_subquery(),
     select(func.max(triggers.c.updated_at)).scalar_subquery(),
 )
+"""Counts (all, active or enabled) and the latest change of workflows and triggers: activating,
+pausing, adding or removing changes a count even when two changes share a timestamp."""
 
 
 async def load_active(
@@ -73,8 +87,8 @@ async def load_active(
         workflow_rows = (await connection.execute(_ACTIVE)).all()
         trigger_rows = (await connection.execute(_ENABLED_TRIGGERS)).all()
     return (
-        [ActiveWorkflow(row[0], row[1], row[2], row[3]) for row in workflow_rows],
-        [StoredTrigger(row[0], row[1], row[2], row[3]) for row in trigger_rows],
+        [ActiveWorkflow(*row) for row in workflow_rows],
+        [StoredTrigger(*row) for row in trigger_rows],
     )
 
 

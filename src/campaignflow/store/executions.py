@@ -50,6 +50,7 @@ class NewExecution:
     start_node: str
     idempotency_key: str | None = None
     event: dict[str, Any] | None = None  # the event that started it (``event`` in the nodes)
+    start_at: datetime | None = None  # when its start task is due; None: at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +164,14 @@ class ExecutionStore:
         now: datetime,
     ) -> None:
         """Insert executions built by :func:`new_records` and their start tasks, inside the
-        caller's transaction (the router's, which also writes the events that started them)."""
+        caller's transaction (the router's, which also writes the events that started them).
+        A start task is due at its execution's ``start_at`` (a ``relativeTo`` moment), else now.
+        """
         task_rows = [
             task_row(
                 record.workspace_id,
                 record.id,
-                NewTask(new.start_node, MAIN_TOKEN, TaskKind.RUN, 1, now),
+                NewTask(new.start_node, MAIN_TOKEN, TaskKind.RUN, 1, new.start_at or now),
                 now,
             )
             for record, new in zip(records, news, strict=True)

@@ -307,8 +307,8 @@ entries = Table(
     PrimaryKeyConstraint("workspace_id", "workflow_id", "subject_id"),
 )
 
-# Dedup keys of triggers, remembered until expires_at; and cron ticks, one row per tick so a
-# tick fires once across any number of workers.
+# Dedup keys of triggers, remembered until expires_at; and time-trigger ticks, one row per tick
+# so a tick fires once across any number of workers.
 trigger_dedup = Table(
     "trigger_dedup",
     metadata,
@@ -320,13 +320,22 @@ trigger_dedup = Table(
     Index(None, "expires_at"),
 )
 
+# A tick's fan-out runs in pages of contacts (by id), each page committed with the executions it
+# started and the new cursor. The worker that claimed the tick holds a lease, renewed by every
+# page; once it lapses (the worker died) another takes the fan-out over from the cursor.
+# A relativeTo trigger's tick is the UTC midnight of the day it plans.
 trigger_ticks = Table(
     "trigger_ticks",
     metadata,
     Column("workspace_id", identifier(), nullable=False),
     Column("scope", String(300), nullable=False),
     Column("tick_at", UTCDateTime(), nullable=False),
-    Column("fired_at", UTCDateTime(), nullable=False),
-    Column("started", Integer(), nullable=False),  # executions the tick started
+    Column("fired_at", UTCDateTime(), nullable=False),  # when it was claimed
+    Column("started", Integer(), nullable=False),  # executions the tick started so far
+    Column("cursor", identifier(), nullable=True),  # last contact id fanned out; null: none yet
+    Column("lease_owner", String(100), nullable=True),  # null once completed
+    Column("lease_until", UTCDateTime(), nullable=True),  # null once completed
+    Column("completed_at", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("workspace_id", "scope", "tick_at"),
+    Index(None, "lease_until"),
 )

@@ -15,21 +15,18 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
-
-from pydantic import ValidationError
 
 from campaignflow.bus.events import Delivery, EventBus
 from campaignflow.bus.wakeup import Wakeup
 from campaignflow.domain.events import Event, decode_events
-from campaignflow.domain.triggers import TRIGGER_ADAPTER, Trigger
 from campaignflow.engine.clock import Clock
 from campaignflow.engine.compiled import CompiledWorkflows
-from campaignflow.errors import CampaignflowError, InvalidDefinition
-from campaignflow.store.catalog import catalog_stamp, load_active
+from campaignflow.errors import CampaignflowError
+from campaignflow.store.catalog import catalog_stamp
 from campaignflow.store.database import Database
 from campaignflow.triggers.batch import BatchOutcome, BatchStores, route_batch
-from campaignflow.triggers.routing import RoutingTable, SourceTrigger, compile_source
+from campaignflow.triggers.catalog import load_catalog
+from campaignflow.triggers.routing import RoutingTable
 
 logger = logging.getLogger(__name__)
 
@@ -140,38 +137,7 @@ class EventRouter:
 
 async def build_table(database: Database, compiled: CompiledWorkflows) -> RoutingTable:
     """The routing table of every active workflow's latest version and its API triggers."""
-    workflows, stored = await load_active(database)
-    extra: dict[tuple[str, str], list[SourceTrigger]] = {}
-    for trigger in stored:
-        parsed = parse_stored_trigger(trigger.definition)
-        if parsed is not None:
-            scope = f"{trigger.workflow_id}#t:{trigger.id}"
-            key = (trigger.workspace_id, trigger.workflow_id)
-            extra.setdefault(key, []).append(compile_source(scope, parsed))
-    entries = []
-    for workflow in workflows:
-        try:
-            version = await compiled.get(
-                workflow.workspace_id, workflow.workflow_id, workflow.version
-            )
-        except InvalidDefinition as exc:
-            logger.error(
-                "workflow %s v%s no longer validates; its triggers are off: %s",
-                workflow.workflow_id,
-                workflow.version,
-                exc,
-            )
-            continue
-        sources = extra.get((workflow.workspace_id, workflow.workflow_id), [])
-        entries.append((workflow.workspace_id, workflow.version, version, sources))
-    return RoutingTable.build(entries)
-
-
-def parse_stored_trigger(document: dict[str, Any]) -> Trigger | None:
-    """A stored trigger (validated when it was saved); ``None`` if a newer release no longer
-    accepts it, so one bad row turns one trigger off, not the router."""
-    try:
-        return TRIGGER_ADAPTER.validate_python(document)
-    except ValidationError:
-        logger.exception("a stored trigger no longer validates; it is off")
-        return None
+    catalog = await load_catalog(database, compiled)
+    return RoutingTable.build(
+        [(entry.workspace_id, entry.version, entry.compiled, entry.extra) for entry in catalog]
+    )

@@ -33,7 +33,7 @@ class DedupSpec:
 
 @dataclass(frozen=True, slots=True)
 class StartSpec:
-    """What a behavior trigger starts, and the rules its starts obey."""
+    """What a trigger starts, and the rules its starts obey."""
 
     workspace_id: str
     workflow_id: str
@@ -123,26 +123,34 @@ def compile_source(scope: str, trigger: Trigger) -> SourceTrigger:
     return SourceTrigger(scope, trigger, condition, dedup_key)
 
 
+def start_spec(
+    workspace_id: str, version: int, compiled: CompiledWorkflow, source: SourceTrigger, label: str
+) -> StartSpec:
+    """What ``source`` starts in this workflow version (the router's and the scheduler's)."""
+    definition = compiled.definition
+    dedup = None
+    if source.trigger.dedup is not None and source.dedup_key is not None:
+        dedup = DedupSpec(source.dedup_key, source.trigger.dedup.window)
+    return StartSpec(
+        workspace_id=workspace_id,
+        workflow_id=definition.workflow_id,
+        version=version,
+        scope=source.scope,
+        label=label,
+        start_node=definition.start_node_id,
+        entry=definition.entry,
+        dedup=dedup,
+    )
+
+
 def _start(
     workspace_id: str, version: int, compiled: CompiledWorkflow, source: SourceTrigger
 ) -> IndexedTrigger[StartSpec] | None:
     trigger = source.trigger
     if not isinstance(trigger, BehaviorTrigger):
         return None
-    definition = compiled.definition
-    dedup = None
-    if trigger.dedup is not None and source.dedup_key is not None:
-        dedup = DedupSpec(source.dedup_key, trigger.dedup.window)
-    spec = StartSpec(
-        workspace_id=workspace_id,
-        workflow_id=definition.workflow_id,
-        version=version,
-        scope=source.scope,
-        label=f"behavior:{trigger.name or trigger.event}",
-        start_node=definition.start_node_id,
-        entry=definition.entry,
-        dedup=dedup,
-    )
+    label = f"behavior:{trigger.name or trigger.event}"
+    spec = start_spec(workspace_id, version, compiled, source, label)
     return IndexedTrigger(
         workspace_id=workspace_id,
         event_name=trigger.event,

@@ -1,4 +1,4 @@
-"""Contacts, events, triggers: identities, the event log, entry rules, dedup keys and cron ticks.
+"""Contacts, events, triggers: identities, the event log, entry rules, dedup keys and time ticks.
 
 Revision ID: 0003
 Revises: 0002
@@ -141,8 +141,13 @@ def _entries_and_keys() -> None:
         sa.Column("tick_at", INSTANT, nullable=False),
         sa.Column("fired_at", INSTANT, nullable=False),
         sa.Column("started", sa.Integer(), nullable=False),
+        sa.Column("cursor", IDENTIFIER, nullable=True),
+        sa.Column("lease_owner", sa.String(100), nullable=True),
+        sa.Column("lease_until", INSTANT, nullable=True),
+        sa.Column("completed_at", INSTANT, nullable=True),
         sa.PrimaryKeyConstraint("workspace_id", "scope", "tick_at", name="pk_trigger_ticks"),
     )
+    op.create_index("ix_trigger_ticks_lease_until", "trigger_ticks", ["lease_until"])
 
 
 def downgrade() -> None:
