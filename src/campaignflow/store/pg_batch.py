@@ -91,6 +91,40 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[
 
 DELETE_TASKS = "DELETE FROM tasks WHERE id = ANY($1::bigint[])"
 
+#: New executions (the router's and the scheduler's starts): one statement per batch.
+INSERT_EXECUTIONS = """
+INSERT INTO executions (workspace_id, id, workflow_id, workflow_version, subject_id, status,
+                        trigger, input, contact, state, revision, idempotency_key,
+                        created_at, updated_at)
+SELECT workspace_id, id, workflow_id, workflow_version, subject_id, status, trigger,
+       input::jsonb, contact::jsonb, state::jsonb, revision, idempotency_key, created_at,
+       updated_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::text[], $10::text[], $11::int[], $12::text[],
+            $13::timestamptz[], $14::timestamptz[])
+     AS x(workspace_id, id, workflow_id, workflow_version, subject_id, status, trigger, input,
+          contact, state, revision, idempotency_key, created_at, updated_at)
+"""
+NEW_EXECUTION_COLUMNS = (
+    "workspace_id", "id", "workflow_id", "workflow_version", "subject_id", "status", "trigger",
+    "input", "contact", "state", "revision", "idempotency_key", "created_at", "updated_at",
+)  # fmt: skip
+NEW_TASK_COLUMNS = (
+    "workspace_id", "execution_id", "node_id", "token", "kind", "attempt", "run_at",
+    "payload", "created_at",
+)  # fmt: skip
+
+WAITS_OF_SUBJECTS = """
+SELECT w.workspace_id, w.execution_id, w.token, w.node_id, w.subject_id, w.event_name,
+       w.correlation_value, w.expires_at, w.created_at
+FROM unnest($2::text[]) AS s(subject_id)
+CROSS JOIN LATERAL (
+  SELECT * FROM waits
+  WHERE workspace_id = $1 AND subject_id = s.subject_id AND event_name = ANY($3::text[])
+) w
+"""
+"""Index probes on (workspace, subject, event name), whatever the statistics say."""
+
 
 def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()

@@ -258,10 +258,7 @@ _STEP_COLUMNS = (
     "workspace_id", "execution_id", "seq", "node_id", "node_type", "token", "attempt",
     "status", "started_at", "finished_at", "output", "error",
 )  # fmt: skip
-_TASK_COLUMNS = (
-    "workspace_id", "execution_id", "node_id", "token", "kind", "attempt", "run_at",
-    "payload", "created_at",
-)  # fmt: skip
+_TASK_COLUMNS = pg.NEW_TASK_COLUMNS
 
 
 async def _write_bulk_pg(
