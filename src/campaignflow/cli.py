@@ -227,7 +227,11 @@ def _print_banner(setup: EmbeddedSetup, host: str, port: int) -> None:
         note = "generated" if setup.token.created else "read"
         note = f"{note}; kept in {setup.token.path}"
         out.print(f"  API token  {token}  ({note})")
-    out.print(f'  try        curl -H "Authorization: Bearer {token}" {base}/api/v1/workflows\n')
+    out.print(f'  try        curl -H "Authorization: Bearer {token}" {base}/api/v1/workflows')
+    out.print(
+        f"  events     Segment/RudderStack host {base}, write key = the API token "
+        f"(or POST {base}/api/v1/events)\n"
+    )
 
 
 @app.command()
