@@ -3,12 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from hypothesis import event as note
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from campaignflow.domain.cel import CelContext, CelEvaluationError, CompiledExpression, environment
 from campaignflow.triggers.index import IndexedTrigger, MatchResult, TriggerIndex
-from campaignflow.triggers.prefilter import Prefilter
+from campaignflow.triggers.prefilter import Prefilter, plain
 
 TRIGGER = environment(CelContext.TRIGGER)
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -27,6 +28,13 @@ CONDITIONS: list[str | None] = [
     'event.total > 10 || event.plan == "pro"',
     "event.items.exists(i, i == 1) && event.big == 9007199254740993",
     "event.big == 9007199254740992.0 && now > timestamp('2026-01-01T00:00:00Z')",
+    # exact: decided without CEL
+    'event.plan == "pro" && event.total >= 50',
+    'event.plan in ["pro", true, 1] && 50.5 > event.total && has(contact.tier)',
+    "event.flag == true && event.total != 50",
+    'event.flag != false && event.plan > "p" && contact.tier <= 1u',
+    "has(event.plan) && event.plan != null && event.big > 9007199254740991",
+    'contact.tier == null && "50" != event.total',
 ]
 COMPILED = {source: TRIGGER.compile(source) for source in CONDITIONS if source is not None}
 NAMES = ["signup", "order"]
@@ -58,13 +66,15 @@ def naive_match(
 
 
 SCALARS = ["pro", "team", "free", None, True, False, 0, 1, 1.0, 50, 50.0, 51, "50", 2**53 + 1]
-FIELDS = {
-    "plan": st.sampled_from(["pro", "team", "free", None, 1, True, ["pro"], {"pro": 1}]),
-    "total": st.sampled_from(SCALARS),
-    "flag": st.sampled_from(SCALARS),
+ODD = ["pro\x00", 2**64]  # CEL reads "pro", and refuses the whole event
+PLANS = ["pro", "team", "free", None, 1, True, ["pro"], {"pro": 1}, *ODD]
+FIELDS = {  # each value likely to satisfy some condition, half of the time
+    "plan": st.one_of(st.just("pro"), st.sampled_from(PLANS)),
+    "total": st.one_of(st.sampled_from([49, 50, 50.0, 50.5]), st.sampled_from(SCALARS)),
+    "flag": st.one_of(st.just(True), st.sampled_from(SCALARS)),
     "zero": st.sampled_from([0, 1]),
     "items": st.sampled_from([[1], [2], "x"]),
-    "big": st.sampled_from([2**53 + 1, float(2**53), 2**53]),
+    "big": st.sampled_from([2**53 + 1, float(2**53), 2**53, 2**53 - 1, float("nan"), 2**64]),
 }
 
 
@@ -96,7 +106,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[IndexedTrigger[int]], str, str]:
     scenario=scenarios(),
     event=events(),
     contact=st.one_of(
-        st.none(), st.fixed_dictionaries({}, optional={"tier": st.sampled_from(SCALARS)})
+        st.none(),
+        st.fixed_dictionaries({}, optional={"tier": st.sampled_from([1, *SCALARS])}),
     ),
 )
 def test_matches_what_evaluating_every_trigger_matches(
@@ -108,23 +119,48 @@ def test_matches_what_evaluating_every_trigger_matches(
     assert result.matched == naive_match(triggers, workspace_id, name, values)
     bucket = [t for t in triggers if (t.workspace_id, t.event_name) == (workspace_id, name)]
     assert result.errors <= result.evaluated <= sum(t.condition is not None for t in bucket)
+    if plain(values):
+        assert result.evaluated <= sum(not t.prefilter.exact for t in bucket if t.condition)
+    exact = {t.value for t in bucket if t.prefilter.exact}
+    note("not plain" if not plain(values) else f"exact matches: {bool(exact & {*result.matched})}")
 
 
 def test_only_candidates_are_evaluated() -> None:
     triggers = [
-        trigger("w1", "order", f'event.plan == "p{i % 100}" && event.total > {i}', i)
+        trigger("w1", "order", f'event.plan == "p{i % 100}" && event.total + 0 > {i}', i)
         for i in range(300)
     ]
     result = TriggerIndex(triggers).match("w1", "order", variables({"plan": "p7", "total": 150}))
     assert result == MatchResult([7, 107], evaluated=3, errors=0)
 
 
+def test_exact_conditions_are_decided_without_cel() -> None:
+    triggers = [
+        trigger("w1", "order", f'event.plan == "p{i % 100}" && event.total > {i}', i)
+        for i in range(300)
+    ]
+    index = TriggerIndex(triggers)
+    result = index.match("w1", "order", variables({"plan": "p7", "total": 150}))
+    assert result == MatchResult([7, 107], evaluated=0, errors=0)
+    result = index.match("w1", "order", variables({"plan": "p7", "total": "150"}))
+    assert result == MatchResult([], evaluated=0, errors=0)  # CEL would fail: no match either
+
+
 def test_every_requirement_is_checked_before_cel() -> None:
-    index = TriggerIndex([trigger("w1", "order", 'event.plan == "pro" && event.total == 5', 0)])
+    source = 'event.plan == "pro" && event.total == 5 && size(event.plan) == 3'
+    index = TriggerIndex([trigger("w1", "order", source, 0)])
     for event in ({"plan": "pro", "total": 6}, {"plan": "pro"}, {"total": 5}):
         assert index.match("w1", "order", variables(event)) == MatchResult([])
     result = index.match("w1", "order", variables({"plan": "pro", "total": 5}))
     assert result == MatchResult([0], evaluated=1)
+
+
+def test_cel_decides_every_trigger_when_it_reads_the_event_differently() -> None:
+    index = TriggerIndex([trigger("w1", "order", 'event.plan == "pro"', 0)])
+    result = index.match("w1", "order", variables({"plan": "pro\x00tect"}))  # "pro" to CEL
+    assert result == MatchResult([0], evaluated=1)
+    result = index.match("w1", "order", variables({"plan": "pro", "total": 2**64}))
+    assert result == MatchResult([], evaluated=1, errors=1)
 
 
 def test_evaluation_errors_are_counted_not_raised() -> None:
