@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Final, Literal
 
@@ -269,6 +269,10 @@ class ResolutionPlan:
     removed_identities: list[IdentityKey]
 
 
+SIGHTING_GRANULARITY = timedelta(minutes=5)
+"""``last_seen_at`` of a contact that changes nothing else moves in steps of at least this."""
+
+
 def _sighted(contact: ContactRecord, at: datetime) -> ContactRecord:
     """``contact`` last seen ``at``: :func:`dataclasses.replace` without its cost, since this
     runs for (nearly) every event of a batch."""
@@ -327,7 +331,7 @@ class BatchResolver:
             contact = self._alias(event, event.user_id, event.previous_id)
         else:
             contact = self._visit(event, attach=event.type in ("track", "page", "screen"))
-        if contact.last_seen_at is None or event.timestamp > contact.last_seen_at:
+        if self._sighting_due(contact, event.timestamp):
             contact = self._put(_sighted(contact, event.timestamp))
         self._results.append(contact)
         return contact
@@ -471,6 +475,18 @@ class BatchResolver:
     def _merge(self, survivor: ContactRecord, absorbed: ContactRecord) -> ContactRecord:
         self._merged_into[absorbed.key] = survivor.key
         return self._put(merge_contacts(survivor, absorbed, self._now))
+
+    def _sighting_due(self, contact: ContactRecord, at: datetime) -> bool:
+        """Whether ``at`` moves ``last_seen_at``. A contact written anyway (new, or changed in
+        this batch) takes every later sighting; one that would be written only for its
+        sighting waits until it is :data:`SIGHTING_GRANULARITY` later than the stored one, so
+        a busy contact's row is not rewritten for every event it sends."""
+        seen = contact.last_seen_at
+        if seen is None:
+            return True
+        if contact.key in self._changed or contact.key not in self._loaded:
+            return at > seen
+        return at - seen >= SIGHTING_GRANULARITY
 
     def _put(self, contact: ContactRecord) -> ContactRecord:
         self._contacts[contact.key] = contact

@@ -79,14 +79,14 @@ class EventStore:
     """Reads and writes of the ``events`` table inside a caller's transaction."""
 
     def __init__(self, dialect: str) -> None:
-        self._postgres = dialect == "postgresql"
+        self.postgres = dialect == "postgresql"
 
     async def known(self, connection: AsyncConnection, events: Sequence[Event]) -> set[EventKey]:
         """The keys among ``events`` that are already stored."""
         keys = list(dict.fromkeys(event_key(event) for event in events))
         if not keys:
             return set()
-        if self._postgres:
+        if self.postgres:
             rows = await pg_batch.fetch(
                 connection, _PG_EXISTING, [k[0] for k in keys], [k[1] for k in keys]
             )
@@ -112,7 +112,7 @@ class EventStore:
         inserted — a key another transaction inserted first is left out."""
         if not events:
             return set()
-        if self._postgres:
+        if self.postgres:
             return await self._insert_postgres(connection, events, contact_ids)
         rows = [
             _row(event, contact_id) for event, contact_id in zip(events, contact_ids, strict=True)

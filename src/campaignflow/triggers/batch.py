@@ -31,6 +31,7 @@ from campaignflow.engine.compiled import CompiledWorkflows
 from campaignflow.engine.interpreter import correlation_text
 from campaignflow.engine.model import ExecutionStatus
 from campaignflow.engine.waits import wait_takes
+from campaignflow.store import pg_batch
 from campaignflow.store.admission import AdmissionStore, DedupClaim, EntryClaim
 from campaignflow.store.contacts import ContactStore
 from campaignflow.store.events import EventStore, event_key
@@ -134,6 +135,8 @@ class _BatchRun:
 
     async def route(self, events: Sequence[Event]) -> None:
         stores, connection = self.stores, self.connection
+        if stores.events.postgres:
+            await pg_batch.prefer_index_probes(connection)
         unique = list({event_key(event): event for event in reversed(events)}.values())[::-1]
         known = await stores.events.known(connection, unique)
         fresh = [event for event in unique if event_key(event) not in known]
