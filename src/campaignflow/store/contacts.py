@@ -16,17 +16,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.contacts import (
-    BatchResolver,
     ContactChange,
     ContactRecord,
     IdentityKey,
     NewContact,
-    ResolutionPlan,
     apply_change,
     changed_identities,
-    identity_keys,
 )
 from campaignflow.domain.events import Event
+from campaignflow.domain.identity_resolution import BatchResolver, ResolutionPlan, identity_keys
 from campaignflow.errors import AlreadyExists, NotFound, StorageError
 from campaignflow.store import contact_sql as sql
 from campaignflow.store import pg_batch as pg

@@ -14,16 +14,12 @@ from hypothesis import strategies as st
 
 from campaignflow.domain.contacts import (
     KEEP,
-    SIGHTING_GRANULARITY,
-    BatchResolver,
     ContactChange,
     ContactRecord,
     IdentityKey,
-    ResolutionPlan,
     apply_change,
     changed_identities,
     choose_survivor,
-    identity_keys,
     merge_contacts,
     merge_patch,
     merge_traits,
@@ -31,6 +27,12 @@ from campaignflow.domain.contacts import (
     timezone_from,
 )
 from campaignflow.domain.events import Event, EventType
+from campaignflow.domain.identity_resolution import (
+    SIGHTING_GRANULARITY,
+    BatchResolver,
+    ResolutionPlan,
+    identity_keys,
+)
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
