@@ -83,6 +83,9 @@ class EventRouter:
     # ------------------------------------------------------------------ running
 
     async def run_until_cancelled(self) -> None:
+        """Route until cancelled. Whatever ends it gives the shards up at once, so their
+        unacknowledged entries are delivered again — to this router when it starts over
+        (:func:`triggers.runner.keep_routing`), or to another."""
         try:
             while True:
                 await self.run_once()
@@ -121,7 +124,8 @@ class EventRouter:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.options.max_backoff.total_seconds())
-                await self.refresh(force=True)
+                with contextlib.suppress(CampaignflowError):  # retried with the next attempt
+                    await self.refresh(force=True)
 
     async def process(self, deliveries: list[Delivery]) -> BatchOutcome:
         events: list[Event] = []

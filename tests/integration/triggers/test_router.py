@@ -3,9 +3,14 @@ events end waits and executions — each decided once per event."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from campaignflow.engine.model import ExecutionStatus
+from campaignflow.errors import StorageError
+from campaignflow.store.events import EventStore
 from tests.integration.triggers.conftest import WORKSPACE, Routing, event, journey
 
 CART = {"type": "behavior", "event": "cart_updated", "condition": "event.properties.items > 0"}
@@ -228,3 +233,35 @@ async def test_a_paused_workflow_stops_starting(routing: Routing) -> None:
     await routing.workflows.pause(WORKSPACE, workflow_id)
     await routing.router.refresh(force=True)
     assert (await routing.send(event("cart_updated", properties={"items": 1}))).started == 0
+
+
+class _FailingOnce(EventStore):
+    """The event log failing once, as a database that drops a connection would (a stand-in:
+    a real outage cannot be switched on and off inside one transaction here)."""
+
+    def __init__(self, dialect: str) -> None:
+        super().__init__(dialect)
+        self.failures = 1
+
+    async def known(self, connection: Any, events: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise StorageError("connection reset")
+        return await super().known(connection, events)
+
+
+async def test_a_batch_that_fails_is_retried_not_dropped_and_then_acknowledged(
+    routing: Routing,
+) -> None:
+    await routing.deploy(journey("cart", [CART]))
+    router = routing.router
+    failing = _FailingOnce(routing.engine.database.dialect)
+    router._stores = replace(router._stores, events=failing)
+    cart = event("cart_updated", properties={"items": 1})
+    publish = asyncio.create_task(
+        routing.engine.ingest().accept([cart])
+    )  # returns once the router has acknowledged the entry
+    outcome = await router.run_once()
+    await asyncio.wait_for(publish, 5)
+    assert (failing.failures, outcome.started) == (0, 1)
+    assert await routing.engine.bus.backlog() == 0
