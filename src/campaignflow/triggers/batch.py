@@ -137,7 +137,10 @@ class _BatchRun:
         stores, connection = self.stores, self.connection
         if stores.events.postgres:
             await pg_batch.prefer_index_probes(connection)
-        unique = list({event_key(event): event for event in reversed(events)}.values())[::-1]
+        first: dict[tuple[str, str], Event] = {}
+        for event in events:  # a repeated messageId: the first one counts, in its place
+            first.setdefault(event_key(event), event)
+        unique = list(first.values())
         known = await stores.events.known(connection, unique)
         fresh = [event for event in unique if event_key(event) not in known]
         contacts = await stores.contacts.resolve_events(connection, fresh, self.now)

@@ -265,3 +265,13 @@ async def test_a_batch_that_fails_is_retried_not_dropped_and_then_acknowledged(
     await asyncio.wait_for(publish, 5)
     assert (failing.failures, outcome.started) == (0, 1)
     assert await routing.engine.bus.backlog() == 0
+
+
+async def test_a_message_repeated_later_in_a_batch_keeps_its_first_place(
+    routing: Routing,
+) -> None:
+    entry = {"reentry": "always", "allowConcurrent": True}
+    await routing.deploy(journey("cart", [CART], exitCriteria=[{"event": "order"}], entry=entry))
+    cart = event("cart_updated", properties={"items": 1}, message_id="c-1")
+    outcome = await routing.send(cart, event("order"), cart)
+    assert (outcome.started, outcome.exited, outcome.duplicates) == (1, 1, 1)
