@@ -76,13 +76,3 @@ class SegmentReceipt(ApiModel):
     success: bool = True
     accepted: int = 0
     rejected: list[RejectedEvent] = Field(default_factory=list)
-
-
-def request_body(model: type[ApiModel], *media_types: str) -> dict[str, Any]:
-    schema = model.model_json_schema(by_alias=True)  # self-contained: nested models in $defs
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {media: {"schema": schema} for media in media_types},
-        }
-    }

@@ -17,6 +17,14 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
+def request_body(model: type[BaseModel], *media_types: str) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body the route reads itself (not through FastAPI's
+    binding): the model's schema, self-contained (nested models in ``$defs``), per media type."""
+    schema = model.model_json_schema(by_alias=True)
+    content = {media_type: {"schema": schema} for media_type in media_types}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def etag_for(version: int) -> str:
     """Strong ETag of a definition. Versions are immutable and ids are never reused, so the
     version number alone identifies the content."""

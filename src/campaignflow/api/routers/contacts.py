@@ -21,7 +21,7 @@ from campaignflow.api.deps import AppSettings
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import Cursor, Limit
 from campaignflow.api.problems import ProblemError
-from campaignflow.api.schemas import problem_responses
+from campaignflow.api.schemas import problem_responses, request_body
 from campaignflow.domain.pydantic_problems import problems_from_error
 from campaignflow.services.contacts import ContactService
 from campaignflow.store.contacts import ContactStore
@@ -56,17 +56,11 @@ def _body(model: type[M], document: object) -> M:
         ) from exc
 
 
-def _request_body(model: type[BaseModel], *media_types: str) -> dict[str, object]:
-    schema = model.model_json_schema(by_alias=True)
-    content = {media_type: {"schema": schema} for media_type in media_types}
-    return {"requestBody": {"required": True, "content": content}}
-
-
 @router.post(
     "",
     status_code=HTTPStatus.CREATED,
     response_model=Contact,
-    openapi_extra=_request_body(ContactCreate, "application/json"),
+    openapi_extra=request_body(ContactCreate, "application/json"),
     responses=problem_responses(409, 413, 415, 422),
 )
 async def create_contact(
@@ -136,7 +130,7 @@ async def get_contact(
 @router.patch(
     "/{contact_id}",
     response_model=Contact,
-    openapi_extra=_request_body(ContactPatch, "application/merge-patch+json", "application/json"),
+    openapi_extra=request_body(ContactPatch, "application/merge-patch+json", "application/json"),
     responses=problem_responses(409, 413, 415, 422),
 )
 async def update_contact(

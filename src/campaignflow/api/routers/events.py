@@ -16,10 +16,9 @@ from campaignflow.api.event_schemas import (
     IngestReceipt,
     NativeBatch,
     RejectedEvent,
-    request_body,
 )
 from campaignflow.api.problems import ProblemError
-from campaignflow.api.schemas import problem_responses
+from campaignflow.api.schemas import problem_responses, request_body
 from campaignflow.services.ingest import IngestResult
 
 router = APIRouter(tags=["events"], responses=problem_responses(400, 401, 413, 415, 422, 429))
@@ -59,22 +58,24 @@ async def ingest_batch(
 
 def receipt(result: IngestResult) -> IngestReceipt:
     """The receipt, or 422 when the request held events and none was accepted."""
-    rejected = result.rejected
-    if rejected and not result.accepted:
-        raise all_rejected(rejected)
     return IngestReceipt(
         accepted=len(result.accepted),
         message_ids=[event.message_id for event in result.accepted],
         duplicates=result.parsed.duplicates,
-        rejected=[RejectedEvent(**item) for item in rejected],
+        rejected=rejected_events(result),
     )
 
 
-def all_rejected(rejected: list[dict[str, object]]) -> ProblemError:
-    problems = [error for item in rejected for error in item["errors"]]  # type: ignore[attr-defined]
-    return ProblemError(
-        HTTPStatus.UNPROCESSABLE_ENTITY,
-        "invalid-events",
-        "No event in the request is valid; each problem points at its field.",
-        problems=problems,
-    )
+def rejected_events(result: IngestResult) -> list[RejectedEvent]:
+    """The refused events of a request that kept some (both APIs answer 2xx then); a request
+    whose every event was refused is a 422 listing every problem."""
+    rejected = result.rejected
+    if rejected and not result.accepted:
+        problems = [error for item in rejected for error in item["errors"]]  # type: ignore[attr-defined]
+        raise ProblemError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-events",
+            "No event in the request is valid; each problem points at its field.",
+            problems=problems,
+        )
+    return [RejectedEvent(**item) for item in rejected]

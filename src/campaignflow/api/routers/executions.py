@@ -23,7 +23,7 @@ from campaignflow.api.execution_schemas import (
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import Cursor, Limit, WorkflowId
 from campaignflow.api.problems import ProblemError
-from campaignflow.api.schemas import problem_responses
+from campaignflow.api.schemas import problem_responses, request_body
 from campaignflow.domain.pydantic_problems import problems_from_error
 from campaignflow.engine.model import ExecutionStatus
 
@@ -53,14 +53,7 @@ CreatedTo = Annotated[
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
-_EXECUTE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": ExecuteRequest.model_json_schema(by_alias=True)}
-        },
-    }
-}
+_EXECUTE_BODY = request_body(ExecuteRequest, "application/json")
 
 
 def _instant(value: str | None, parameter: str) -> datetime | None:

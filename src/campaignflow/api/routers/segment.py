@@ -12,13 +12,11 @@ from campaignflow.api.body import read_ingest_body, require_json_content_type
 from campaignflow.api.deps import AppSettings, Ingest
 from campaignflow.api.event_schemas import (
     EventMessage,
-    RejectedEvent,
     SegmentBatch,
     SegmentReceipt,
-    request_body,
 )
-from campaignflow.api.routers.events import all_rejected
-from campaignflow.api.schemas import problem_responses
+from campaignflow.api.routers.events import rejected_events
+from campaignflow.api.schemas import problem_responses, request_body
 from campaignflow.domain.events import EventType
 from campaignflow.services.ingest import IngestResult
 
@@ -36,13 +34,7 @@ async def _read(request: Request, settings: AppSettings) -> bytes:
 
 
 def _receipt(result: IngestResult) -> SegmentReceipt:
-    rejected = result.rejected
-    if rejected and not result.accepted:
-        raise all_rejected(rejected)
-    return SegmentReceipt(
-        accepted=len(result.accepted),
-        rejected=[RejectedEvent(**item) for item in rejected],
-    )
+    return SegmentReceipt(accepted=len(result.accepted), rejected=rejected_events(result))
 
 
 def _call_route(kind: EventType) -> None:
