@@ -28,7 +28,6 @@ from campaignflow.domain.cel import CelEvaluationError
 from campaignflow.domain.contacts import ContactRecord
 from campaignflow.domain.events import Event
 from campaignflow.engine.compiled import CompiledWorkflows
-from campaignflow.engine.interpreter import correlation_text
 from campaignflow.engine.model import ExecutionStatus
 from campaignflow.engine.waits import wait_takes
 from campaignflow.store import pg_batch
@@ -260,11 +259,10 @@ class _BatchRun:
         refuses the start, since the trigger asked not to start twice and we cannot tell."""
         assert start.spec.dedup is not None
         try:
-            value = start.spec.dedup.key.evaluate(start.routed.variables)
+            return start.spec.dedup.key_text(start.routed.variables)
         except CelEvaluationError:
             self.outcome.condition_errors += 1
             return None
-        return correlation_text(value)[:500]
 
     async def _admit_entries(self, candidates: list[_Start]) -> tuple[list[_Start], list[str]]:
         claims: list[EntryClaim] = []

@@ -22,7 +22,6 @@ from campaignflow.domain.contacts import ContactRecord
 from campaignflow.domain.schedules import format_timestamp
 from campaignflow.domain.triggers import TimeTrigger
 from campaignflow.engine.clock import Clock
-from campaignflow.engine.interpreter import correlation_text
 from campaignflow.store.admission import AdmissionStore, DedupClaim, EntryClaim
 from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore, NewExecution, new_records
@@ -273,7 +272,7 @@ class FanOut:
         claimed: dict[str, _Start] = {}
         for start in starts:
             try:
-                key = correlation_text(dedup.key.evaluate(start.variables))[:500]
+                key = dedup.key_text(start.variables)
             except CelEvaluationError:  # the trigger asked not to start twice: cannot tell
                 page.condition_errors += 1
                 page.refused += 1

@@ -7,9 +7,10 @@ when the catalog changes; matching an event never touches the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from campaignflow.domain.cel import CelContext, CompiledExpression, environment
 from campaignflow.domain.durations import Duration
@@ -20,15 +21,24 @@ from campaignflow.domain.workflow import (
     Trigger,
 )
 from campaignflow.engine.compiled import CompiledWorkflow
+from campaignflow.engine.interpreter import correlation_text
 from campaignflow.store.admission import EntryRule
 from campaignflow.triggers.index import IndexedTrigger, TriggerIndex
 from campaignflow.triggers.prefilter import Prefilter, extract
+
+MAX_DEDUP_KEY = 500  # trigger_dedup.dedup_key
 
 
 @dataclass(frozen=True, slots=True)
 class DedupSpec:
     key: CompiledExpression
     window: Duration
+
+    def key_text(self, variables: Mapping[str, Any]) -> str:
+        """The key's value as stored (text, at most the column's 500 characters). Raises
+        :class:`CelEvaluationError` when it cannot be computed (a missing property): callers
+        refuse the start then, since the trigger asked not to start twice and we cannot tell."""
+        return correlation_text(self.key.evaluate(variables))[:MAX_DEDUP_KEY]
 
 
 @dataclass(frozen=True, slots=True)
