@@ -86,3 +86,32 @@ class InvalidScenario(ClientError):
 
 class Unauthenticated(ClientError):
     """Credentials are missing or invalid."""
+
+
+class Forbidden(ClientError):
+    """Your credential does not allow this operation."""
+
+
+class AddressNotAllowed(Forbidden):
+    """Requests from this address are not allowed for this credential or workspace."""
+
+
+class RateLimited(ClientError):
+    """Too many requests; retry after the time given in Retry-After."""
+
+    def __init__(self, retry_after_seconds: int, message: str | None = None) -> None:
+        self.retry_after_seconds = max(1, retry_after_seconds)
+        super().__init__(message)
+
+
+class SecurityError(CampaignflowError):
+    """A security component failed."""
+
+
+class SealedDataError(SecurityError):
+    """Sealed data cannot be opened: tampered with, sealed for another context, or wrapped by an
+    unknown key."""
+
+
+class SecretStoreUnavailable(SecurityError):
+    """The secret store is not reachable."""

@@ -32,6 +32,9 @@ _STATUS_BY_ERROR: tuple[tuple[type[errors.CampaignflowError], HTTPStatus, str], 
     (errors.InvalidDefinition, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-definition"),
     (errors.InvalidScenario, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-scenario"),
     (errors.Unauthenticated, HTTPStatus.UNAUTHORIZED, "unauthenticated"),
+    (errors.AddressNotAllowed, HTTPStatus.FORBIDDEN, "address-not-allowed"),
+    (errors.Forbidden, HTTPStatus.FORBIDDEN, "forbidden"),
+    (errors.RateLimited, HTTPStatus.TOO_MANY_REQUESTS, "rate-limited"),
     (errors.IdempotencyKeyReused, HTTPStatus.UNPROCESSABLE_ENTITY, "idempotency-key-reused"),
     (errors.NotFound, HTTPStatus.NOT_FOUND, "not-found"),
     (errors.AlreadyExists, HTTPStatus.CONFLICT, "already-exists"),
@@ -41,6 +44,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[errors.CampaignflowError], HTTPStatus, str], 
     (errors.ClientError, HTTPStatus.BAD_REQUEST, "bad-request"),
     (Backpressure, HTTPStatus.TOO_MANY_REQUESTS, "backpressure"),
     (errors.DatabaseUnavailable, HTTPStatus.SERVICE_UNAVAILABLE, "database-unavailable"),
+    (errors.SecretStoreUnavailable, HTTPStatus.SERVICE_UNAVAILABLE, "secret-store-unavailable"),
     (BusUnavailable, HTTPStatus.SERVICE_UNAVAILABLE, "bus-unavailable"),
 )
 
@@ -127,7 +131,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 def _headers(exc: errors.CampaignflowError) -> dict[str, str] | None:
     if isinstance(exc, errors.Unauthenticated):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, Backpressure):
+    if isinstance(exc, Backpressure | errors.RateLimited):
         return {"Retry-After": str(exc.retry_after_seconds)}
     return None
 

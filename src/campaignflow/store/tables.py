@@ -53,6 +53,7 @@ workspaces = Table(
     Column("id", identifier(), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("allowed_cidrs", JSONDocument(), nullable=True),  # null: any address (migration 0004)
 )
 
 workflows = Table(
@@ -338,4 +339,158 @@ trigger_ticks = Table(
     Column("completed_at", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("workspace_id", "scope", "tick_at"),
     Index(None, "lease_until"),
+)
+
+# --- Security (migration 0004) ---------------------------------------------------------------
+# Who may call: principals (people and services) hold a workspace role; API keys and OAuth
+# clients are their credentials, narrowed by scopes. A credential's secret is stored only as its
+# SHA-256 (secrets are 256-bit random, so a slow hash adds nothing); lookups go by that hash.
+
+PRINCIPAL_KINDS = ("user", "service")
+ROLES = ("owner", "admin", "editor", "operator", "viewer")
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("workspace_id", identifier(), ForeignKey("workspaces.id"), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    CheckConstraint(_one_of("kind", PRINCIPAL_KINDS), name="kind"),
+    CheckConstraint(_one_of("role", ROLES), name="role"),
+)
+
+# A role on one workflow, above the principal's workspace role for that workflow's routes.
+workflow_grants = Table(
+    "workflow_grants",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("workflow_id", identifier(), nullable=False),
+    Column("principal_id", identifier(), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "workflow_id", "principal_id"),
+    ForeignKeyConstraint(
+        ["workspace_id", "workflow_id"], ["workflows.workspace_id", "workflows.id"]
+    ),
+    ForeignKeyConstraint(
+        ["workspace_id", "principal_id"], ["principals.workspace_id", "principals.id"]
+    ),
+    CheckConstraint(_one_of("role", ROLES), name="role"),
+    Index(None, "workspace_id", "principal_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("principal_id", identifier(), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(32), nullable=False),  # shown in lists and logs: "cf_live_Ab12Cd34"
+    Column("key_hash", String(64), nullable=False),  # hex SHA-256 of the whole key
+    Column("scopes", JSONDocument(), nullable=False),  # list of scope names
+    Column("allowed_cidrs", JSONDocument(), nullable=True),  # null: any address
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    ForeignKeyConstraint(
+        ["workspace_id", "principal_id"], ["principals.workspace_id", "principals.id"]
+    ),
+    Index(None, "key_hash", unique=True),
+)
+
+# client_id is global: the token endpoint learns the workspace from the client.
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", identifier(), primary_key=True),
+    Column("workspace_id", identifier(), nullable=False),
+    Column("principal_id", identifier(), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=False),  # hex SHA-256 of the secret
+    Column("scopes", JSONDocument(), nullable=False),
+    Column("allowed_cidrs", JSONDocument(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    ForeignKeyConstraint(
+        ["workspace_id", "principal_id"], ["principals.workspace_id", "principals.id"]
+    ),
+    Index(None, "workspace_id", "client_id"),
+)
+
+# Access tokens revoked before they expire (RFC 7009); a row can go once expires_at has passed.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", identifier(), primary_key=True),
+    Column("workspace_id", identifier(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=False),
+    Index(None, "expires_at"),
+)
+
+# The platform's JWT signing keys (platform-wide, so no workspace_id: the issuer is the
+# platform). The private key is sealed with the envelope key ring; the public JWK is published
+# from activated_at until retired_at.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", identifier(), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key", Text(), nullable=False),  # sealed PEM
+    Column("public_jwk", JSONDocument(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("signs_from", UTCDateTime(), nullable=False),  # published before it signs
+    Column("retired_at", UTCDateTime(), nullable=True),
+)
+
+# Integration credentials in the built-in store, sealed (AES-256-GCM envelope); key_id names
+# the key-encryption key that wraps the data key, so rotation finds what to re-wrap.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("sealed", Text(), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    Index(None, "key_id"),
+)
+
+# The access log, append-only and hash-chained per workspace: hash = SHA-256(prev_hash ||
+# canonical entry), so editing or deleting a row breaks every hash after it.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("seq", BigInteger(), nullable=False),  # 1, 2, 3, … per workspace
+    Column("id", identifier(), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("actor_id", String(200), nullable=True),  # principal id; null: not authenticated
+    Column("credential", String(100), nullable=True),  # "api_key:<id>", "oauth:<client_id>"
+    Column("action", String(100), nullable=False),  # "workflows.update", "contacts.read", …
+    Column("resource_type", String(64), nullable=True),
+    Column("resource_id", String(200), nullable=True),
+    Column("method", String(10), nullable=False),
+    Column("path", String(2000), nullable=False),
+    Column("status", Integer(), nullable=False),
+    Column("outcome", String(16), nullable=False),  # success | denied | failure
+    Column("ip", String(64), nullable=True),
+    Column("user_agent", String(500), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("details", JSONDocument(), nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "seq"),
+    Index(None, "workspace_id", "occurred_at"),
 )
