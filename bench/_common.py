@@ -22,6 +22,8 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[1]
+# The key-encryption key the benchmarked processes run with (base64 of 32 bytes); bench only.
+BENCH_MASTER_KEY = "YmVuY2gtb25seS1rZXktMDEyMzQ1Njc4OWFiY2RlZjA="
 sys.path.insert(0, str(REPO))  # the benchmarks share the tests' load and servers
 
 from tests._support.load import four_node_workflow  # noqa: E402

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from _common import emit, fresh_database, percentile, start_server
+from _common import BENCH_MASTER_KEY, emit, fresh_database, percentile, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = orjson.loads((REPO / "examples" / "workflows" / "welcome-series.json").read_bytes())
@@ -160,7 +160,15 @@ def main(argv: list[str] | None = None, report: Callable[[dict[str, Any]], None]
             check=True,
             capture_output=True,
         )
-        env = {**os.environ, "CAMPAIGNFLOW_DATABASE_URL": url, "CAMPAIGNFLOW_API_TOKEN": TOKEN}
+        env = {
+            **os.environ,
+            "CAMPAIGNFLOW_DATABASE_URL": url,
+            "CAMPAIGNFLOW_API_TOKEN": TOKEN,
+            "CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY": BENCH_MASTER_KEY,
+            # One client offers the whole load: lift its per-credential limit.
+            "CAMPAIGNFLOW_RATE_LIMIT__REQUESTS_PER_SECOND": "1000000",
+            "CAMPAIGNFLOW_RATE_LIMIT__BURST": "1000000",
+        }
         with start_server(["serve"], env) as base_url:
             result = asyncio.run(run(base_url, args.rate, args.seconds))
     latencies = result["latencies"]

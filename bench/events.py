@@ -43,6 +43,7 @@ import orjson
 from sqlalchemy import text
 
 from _common import (
+    BENCH_MASTER_KEY,
     REPO,
     emit,
     fresh_database,
@@ -237,6 +238,7 @@ def platform(url: str, redis_url: str, *, apis: int, workers: int) -> Iterator[l
         "CAMPAIGNFLOW_DATABASE_URL": url,
         "CAMPAIGNFLOW_REDIS_URL": redis_url,
         "CAMPAIGNFLOW_API_TOKEN": TOKEN,
+        "CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY": BENCH_MASTER_KEY,
         "CAMPAIGNFLOW_EVENTS__STREAM_PREFIX": f"cf-bench-{secrets.token_hex(4)}",
         "CAMPAIGNFLOW_ACCESS_LOG": "false",
     }

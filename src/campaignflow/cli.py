@@ -43,6 +43,18 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")]
 
+# File tools that only print: they start fast and have nothing to log. Every other command
+# (and any new one) gets the masked, structured logging of observability/logging.py.
+_UNLOGGED_COMMANDS = frozenset({"validate", "simulate", "version"})
+
+
+@app.callback()
+def _configure_process(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand not in _UNLOGGED_COMMANDS:
+        from campaignflow.observability.logging import configure_logging
+
+        configure_logging(get_settings().log)
+
 
 def _fail(exc: CampaignflowError) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc.message}")
@@ -205,6 +217,7 @@ async def _up(setup: EmbeddedSetup, host: str, port: int, examples: Path | None)
     settings = setup.settings
     database = runtime.open_database(settings)
     await upgrade(database)
+    setup = runtime.EmbeddedSetup(settings, await runtime.bootstrap_credential(database, settings))
     if examples is not None:
         files = _check_folder(examples)
         valid = [f for f in files if not f.problems]
@@ -216,21 +229,30 @@ async def _up(setup: EmbeddedSetup, host: str, port: int, examples: Path | None)
 
 
 def _print_banner(setup: EmbeddedSetup, host: str, port: int) -> None:
-    base = f"http://{host}:{port}"
-    token = setup.settings.api_token.get_secret_value() if setup.settings.api_token else "<token>"
+    base = f"{'https' if setup.settings.network.tls else 'http'}://{host}:{port}"
     out.print(
         f"\n[bold]campaignflow {__version__}[/bold] "
         f"(embedded: {setup.settings.resolved_database_url})"
     )
     out.print(f"  API        {base}/api/v1   docs: {base}/api/v1/docs")
-    if setup.token is not None:
-        note = "generated" if setup.token.created else "read"
-        note = f"{note}; kept in {setup.token.path}"
-        out.print(f"  API token  {token}  ({note})")
+    created = setup.credential
+    if created is None:
+        out.print(
+            "  API key    the owner key printed at the first start (only its hash is kept).\n"
+            "             Lost it? `campaignflow create-key --role owner` makes another."
+        )
+        token = "$CAMPAIGNFLOW_KEY"  # noqa: S105 — a shell variable, not a secret
+    else:
+        token = created.value
+        out.print(
+            f"  API key    [bold]{token}[/bold]\n"
+            "             owner of the default workspace; shown [bold]only now[/bold] "
+            "(only its hash is kept): store it, e.g. export CAMPAIGNFLOW_KEY=<key>"
+        )
     out.print(f'  try        curl -H "Authorization: Bearer {token}" {base}/api/v1/workflows')
     out.print(
-        f"  events     Segment/RudderStack host {base}, write key = the API token "
-        f"(or POST {base}/api/v1/events)\n"
+        f"  events     Segment/RudderStack host {base}, write key = an API key with the "
+        f"events:write scope (or POST {base}/api/v1/events)\n"
     )
 
 
@@ -431,6 +453,95 @@ def _elapsed(delta: timedelta) -> str:
 def version() -> None:
     """Print the campaignflow version."""
     out.print(__version__)
+
+
+@app.command(name="create-key")
+def create_key(
+    name: Annotated[str, typer.Option(help="Who the key is for (a new principal).")] = "admin",
+    role: Annotated[str, typer.Option(help="owner, admin, editor, operator or viewer.")] = "owner",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Limit the key to these permissions (repeat); default: its role's."),
+    ] = None,
+) -> None:
+    """Create a principal and an API key for it directly in the database, and print the key
+    once: the first credential of a production workspace, or a replacement for a lost one."""
+    from campaignflow import runtime
+    from campaignflow.security.rbac import Role, parse_scopes
+
+    try:
+        chosen = Role(role)
+        parse_scopes(scope or [])
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        created = asyncio.run(
+            runtime.create_key(get_settings(), name=name, role=chosen, scopes=scope)
+        )
+    except CampaignflowError as exc:
+        raise _fail(exc) from exc
+    err.print(
+        f"API key for {name!r} ({chosen.value} of workspace {created.record.workspace_id}); "
+        "shown only now, only its hash is kept:"
+    )
+    out.print(created.value)
+
+
+@app.command(name="rotate-key")
+def rotate_key(
+    resume: Annotated[
+        bool, typer.Option(help="Add no key: only finish re-wrapping after a run that stopped.")
+    ] = False,
+) -> None:
+    """Add a new encryption key and re-wrap every stored secret and signing key under it.
+
+    Safe to stop and run again (with --resume). Restart API and worker processes afterwards so
+    that they load the new key.
+    """
+    from campaignflow.security.rotation import rotate_keys_in
+
+    try:
+        report = asyncio.run(rotate_keys_in(get_settings(), new_key=not resume))
+    except CampaignflowError as exc:
+        raise _fail(exc) from exc
+    verb = "added and activated" if report.new_key else "active"
+    out.print(f"key {report.active_key_id} {verb}")
+    out.print(
+        f"re-wrapped {report.secrets_rewrapped} secret(s) and "
+        f"{report.signing_keys_rewrapped} signing key(s)"
+    )
+    if report.note:
+        err.print(f"[yellow]note:[/yellow] {report.note}")
+
+
+audit_app = typer.Typer(help="The audit (access) log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command(name="verify")
+def audit_verify(
+    workspace: Annotated[
+        str | None, typer.Option(help="Check this workspace only (default: every workspace).")
+    ] = None,
+) -> None:
+    """Check the audit log's hash chains; exit 1 if an entry was tampered with."""
+    from campaignflow.services.audit import verify_audit_log_in
+
+    try:
+        reports = asyncio.run(verify_audit_log_in(get_settings(), workspace))
+    except CampaignflowError as exc:
+        raise _fail(exc) from exc
+    for report in reports:
+        if report.valid:
+            out.print(f"{report.workspace_id}: ok, {report.checked} entries")
+        else:
+            out.print(
+                f"{report.workspace_id}: [red]BROKEN[/red] at seq {report.first_broken_seq} "
+                f"({report.checked} entries sound before it)"
+            )
+    if not all(report.valid for report in reports):
+        raise typer.Exit(1)
 
 
 def main() -> None:

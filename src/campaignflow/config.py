@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from campaignflow.engine.options import WorkerOptions
 from campaignflow.errors import ConfigurationError
+from campaignflow.observability.log_settings import LogSettings
+from campaignflow.security.network import NetworkSettings
+from campaignflow.security.oauth_settings import OAuthSettings
+from campaignflow.security.rate_limit import RateLimitSettings
+from campaignflow.security.settings import EncryptionSettings, SecretStoreSettings
 
 DEFAULT_WORKSPACE_ID = "default"
 
@@ -40,6 +45,13 @@ class ApiSettings(BaseModel):
     page_size_default: int = Field(50, ge=1, le=500, description="Page size when none is asked.")
     page_size_max: int = Field(
         500, ge=1, le=5000, description="Largest page size a client may ask."
+    )
+    auth_cache_seconds: float = Field(
+        5,
+        ge=0,
+        le=300,
+        description="How long a process trusts its cached lookup of a credential: a revoked key "
+        "or a changed role takes effect in other API processes within this time.",
     )
 
 
@@ -171,8 +183,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None,
         description=(
-            "Bearer token that grants full access to the default workspace. Required outside "
-            "embedded mode; embedded mode generates one in data_dir on first start."
+            "Optional bootstrap credential: registered at start, once, as an API key of an "
+            "owner of the default workspace (only its hash is stored). Without it, create the "
+            "first key with `campaignflow create-key`; `campaignflow up` makes one itself."
         ),
     )
     workspace_id: str = Field(
@@ -182,7 +195,13 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    secrets: SecretStoreSettings = Field(default_factory=SecretStoreSettings)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     access_log: bool = Field(True, description="Log one line per HTTP request.")
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")
     def _page_sizes_consistent(self) -> Settings:
@@ -198,11 +217,15 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'campaignflow.db'}"
 
     def require_secure(self) -> None:
-        """Refuse to serve in production mode with no credential configured."""
-        if self.mode == "production" and self.api_token is None:
+        """Refuse insecure settings before serving: production needs its encryption key set
+        explicitly (only `up` creates one), and a configured bootstrap token must be long."""
+        encryption = self.encryption
+        if self.mode == "production" and encryption.key_file is None and not encryption.master_key:
             raise ConfigurationError(
-                "CAMPAIGNFLOW_API_TOKEN must be set for `campaignflow serve`; "
-                "only `campaignflow up` (embedded mode) may generate one."
+                "Set CAMPAIGNFLOW_ENCRYPTION__KEY_FILE (a key file, see `campaignflow "
+                "rotate-key`) or CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY (base64 of 32 random "
+                "bytes) for `campaignflow serve` and `worker`: secrets and signing keys are "
+                "encrypted with it. Only `campaignflow up` creates one by itself."
             )
         token = self.api_token.get_secret_value() if self.api_token else ""
         if self.api_token is not None and len(token) < 24:

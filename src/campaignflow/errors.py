@@ -84,6 +84,14 @@ class InvalidScenario(ClientError):
         super().__init__(f"The scenario has {len(self.problems)} problem(s).")
 
 
+class InvalidField(ClientError):
+    """A field of the request is not valid."""
+
+    def __init__(self, message: str, pointer: str) -> None:
+        super().__init__(message)
+        self.pointer = pointer
+
+
 class Unauthenticated(ClientError):
     """Credentials are missing or invalid."""
 

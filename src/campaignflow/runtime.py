@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import uvicorn
-from pydantic import SecretStr
 
 from campaignflow.api.app import create_app
 from campaignflow.bus.factory import open_bus
@@ -23,8 +22,13 @@ from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine, builtin_executors
 from campaignflow.engine.worker import Worker
 from campaignflow.errors import CampaignflowError, ConfigurationError
-from campaignflow.security.credentials import BootstrapToken, ensure_bootstrap_token
+from campaignflow.security.api_keys import generate_key
+from campaignflow.security.key_file import embedded_encryption
+from campaignflow.security.rbac import UNRESTRICTED, Role
+from campaignflow.services.access import AccessService, CreatedKey
+from campaignflow.services.authentication import Authenticator
 from campaignflow.services.workflows import ApplyOutcome, WorkflowService
+from campaignflow.store.access import AccessStore
 from campaignflow.store.database import Database
 from campaignflow.store.migrate import head_revision, schema_mismatch, upgrade
 from campaignflow.store.workflows import WorkflowStore
@@ -36,17 +40,56 @@ from campaignflow.workflow_files import WorkflowFile
 @dataclass(frozen=True, slots=True)
 class EmbeddedSetup:
     settings: Settings
-    token: BootstrapToken | None
+    credential: CreatedKey | None = None  # the bootstrap key, on the first start only
 
 
 def prepare_embedded(settings: Settings) -> EmbeddedSetup:
-    """Embedded mode: a data directory, a generated token unless one is configured."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.api_token is not None:
-        return EmbeddedSetup(settings, None)
-    token = ensure_bootstrap_token(settings.data_dir)
-    updated = settings.model_copy(update={"api_token": SecretStr(token.value)})
-    return EmbeddedSetup(updated, token)
+    """Embedded mode: a data directory (private to its owner) holding the encryption key file,
+    created on first start unless a key is configured."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    encryption = embedded_encryption(settings.encryption, settings.data_dir)
+    return EmbeddedSetup(settings.model_copy(update={"encryption": encryption}))
+
+
+async def bootstrap_credential(database: Database, settings: Settings) -> CreatedKey | None:
+    """The workspace's first owner key: the configured token if there is one, else a generated
+    key when the workspace has no principal yet. Returned (to be shown once) when created."""
+    await WorkflowStore(database).ensure_workspace(settings.workspace_id, "Default workspace")
+    access = AccessService(AccessStore(database), Authenticator(AccessStore(database)))
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    return await access.bootstrap(settings.workspace_id, token)
+
+
+async def create_key(
+    settings: Settings, *, name: str, role: Role, scopes: Sequence[str] | None
+) -> CreatedKey:
+    """``create-key``: a new principal with ``role`` and an API key for it, straight in the
+    database — how an operator makes the first credential of a production workspace, or a new
+    one when the bootstrap key is lost."""
+    database = open_database(settings)
+    try:
+        if settings.database_url is None:
+            await upgrade(database)
+        await require_current_schema(database)
+        await WorkflowStore(database).ensure_workspace(settings.workspace_id, "Default workspace")
+        store = AccessStore(database)
+        principal = await store.create_principal(
+            settings.workspace_id, kind="user", name=name, role=role.value
+        )
+        key = generate_key()
+        granted = list(scopes) if scopes else [UNRESTRICTED]
+        record = await store.create_key(
+            settings.workspace_id,
+            principal.id,
+            key,
+            name=name,
+            scopes=granted,
+            allowed_cidrs=None,
+            expires_at=None,
+        )
+        return CreatedKey(record, key.value)
+    finally:
+        await database.dispose()
 
 
 def tune_garbage_collector() -> None:
@@ -110,9 +153,16 @@ async def serve_http(
         app,
         host=host,
         port=port,
-        log_level="info",
-        access_log=settings.access_log,
+        # Logging is the process's (observability/logging.py): no handlers or levels of
+        # uvicorn's own, and its access log is replaced by the app's structured one.
+        log_config=None,
+        log_level=None,
+        access_log=False,
         server_header=False,
+        # X-Forwarded-For is read in one place, by the trusted-proxy rule of network.py.
+        proxy_headers=False,
+        ssl_certfile=settings.network.tls_cert_file,
+        ssl_keyfile=settings.network.tls_key_file,
     )
     worker_task = scheduler = None
     if with_worker:

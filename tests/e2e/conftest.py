@@ -21,8 +21,15 @@ TOKEN = "e2e-token-0123456789abcdefghij"
 STARTUP_SECONDS = 30
 
 
+# The key-encryption key production processes are given (base64 of 32 bytes); tests only.
+TEST_MASTER_KEY = "dGVzdC1vbmx5LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE="
+
+
 def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: none of ours from the caller, the test encryption
+    key (which ``serve`` and ``worker`` require), then ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNFLOW_")}
+    env["CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY"] = TEST_MASTER_KEY
     env.update(extra)
     return env
 

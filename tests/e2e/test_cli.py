@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -71,35 +72,50 @@ def test_apply_writes_nothing_when_one_file_is_invalid(database_url: str, tmp_pa
     assert "welcome-series" in after.stdout
 
 
-def test_up_starts_with_examples_and_a_generated_token(tmp_path: Path) -> None:
-    env = cli_env(CAMPAIGNFLOW_DATA_DIR=str(tmp_path / "data"))
+def test_up_starts_with_examples_and_prints_the_owner_key_once(tmp_path: Path) -> None:
+    env = cli_env(CAMPAIGNFLOW_DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
+    del env["CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY"]  # up makes its own key file
     args = ["up", "--load-examples", str(EXAMPLES)]
 
     with start_server(args, env, tmp_path / "up.log") as server:
-        token = (tmp_path / "data" / "api-token").read_text().strip()
+        banner = server.log.read_text(encoding="utf-8")  # unbuffered: printed before serving
+        match = re.search(r"cf_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}", banner)
+        assert match, banner
+        key = match.group(0)
         anonymous = httpx.get(f"{server.url}/api/v1/workflows", timeout=5)
         listed = httpx.get(
             f"{server.url}/api/v1/workflows",
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {key}"},
             timeout=5,
         )
         ready = httpx.get(f"{server.url}/readyz", timeout=5)
-        banner = server.output()
+    with start_server(args, env, tmp_path / "again.log") as server:
+        again = httpx.get(
+            f"{server.url}/api/v1/workflows", headers={"Authorization": f"Bearer {key}"}, timeout=5
+        )
+        second_banner = server.output()
 
     assert anonymous.status_code == 401
     assert listed.status_code == 200
     ids = {item["workflowId"] for item in listed.json()["items"]}
     assert {"welcome-series", "abandoned-cart", "re-engagement", "lead-scoring"} <= ids
     assert ready.status_code == 200
-    assert token in banner
-    assert (tmp_path / "data" / "api-token").stat().st_mode & 0o077 == 0
+    assert key not in second_banner  # shown once
+    assert "create-key" in second_banner
+    assert again.status_code == 200
+    data = tmp_path / "data"
+    assert (data / "keys.json").stat().st_mode & 0o077 == 0
+    for stored in data.iterdir():  # only the key's hash is kept
+        assert key.encode() not in stored.read_bytes(), stored
 
 
 def test_serve_refuses_to_start_without_a_token(database_url: str) -> None:
-    result = run_cli("serve", env=cli_env(CAMPAIGNFLOW_DATABASE_URL=database_url))
+    env = cli_env(CAMPAIGNFLOW_DATABASE_URL=database_url)
+    del env["CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY"]
+    result = run_cli("serve", env=env)
 
     assert result.returncode == 2
-    assert "CAMPAIGNFLOW_API_TOKEN" in result.stderr
+    assert "CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY" in result.stderr
 
 
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:

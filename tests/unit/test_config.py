@@ -30,14 +30,23 @@ def test_an_explicit_database_url_wins(tmp_path: Path) -> None:
     assert settings.resolved_database_url == "postgresql://db/cf"
 
 
-def test_production_without_a_token_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match="CAMPAIGNFLOW_API_TOKEN"):
+KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 bytes
+
+
+def test_production_without_an_encryption_key_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY"):
         Settings(mode="production").require_secure()
+
+
+def test_production_with_a_key_and_no_bootstrap_token_may_start() -> None:
+    Settings(mode="production", encryption={"master_key": KEY}).require_secure()
 
 
 def test_production_with_a_short_token_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="24"):
-        Settings(mode="production", api_token=SecretStr("short")).require_secure()
+        Settings(
+            mode="production", api_token=SecretStr("short"), encryption={"master_key": KEY}
+        ).require_secure()
 
 
 def test_embedded_mode_may_start_without_a_token() -> None:

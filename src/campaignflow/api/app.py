@@ -2,37 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 
 from campaignflow import __version__
-from campaignflow.api.auth import require_principal
+from campaignflow.api.audit_middleware import install_audit
+from campaignflow.api.edge import install_edge
 from campaignflow.api.openapi import DESCRIPTION, build_openapi
 from campaignflow.api.parameters import refuse_nul
 from campaignflow.api.problems import install_problem_handlers
 from campaignflow.api.routers import (
+    access,
+    audit,
     contacts,
     dead_letters,
     events,
     executions,
     health,
+    oauth_clients,
     segment,
     triggers,
     workflows,
 )
+from campaignflow.api.routers.oauth import install_oauth, start_oauth
+from campaignflow.api.schemas import problem_responses
 from campaignflow.bus.factory import is_in_process, open_bus
+from campaignflow.bus.rate_limit_redis import RateLimiters, open_rate_limiter
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine
+from campaignflow.errors import CampaignflowError
+from campaignflow.observability.access_log import AccessLogMiddleware
+from campaignflow.security.key_file import effective_encryption, load_key_ring
+from campaignflow.security.network import parse_cidrs
+from campaignflow.services.access import AccessService
+from campaignflow.services.authentication import Authenticator
 from campaignflow.services.ingest import IngestLimits
 from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
+from campaignflow.store.access import AccessStore
 from campaignflow.store.database import Database
 from campaignflow.store.triggers import TriggerStore
 from campaignflow.triggers.runner import start_router, stop_router
 
 API_PREFIX = "/api/v1"
+_USAGE_FLUSH_SECONDS = 30.0
+
+logger = logging.getLogger(__name__)
 
 
 def _lifespan(  # type: ignore[no-untyped-def]
@@ -55,12 +75,14 @@ def _lifespan(  # type: ignore[no-untyped-def]
             IngestLimits(settings.events.max_event_bytes, settings.events.max_batch_bytes)
         )
         await store.ensure_workspace(settings.workspace_id, "Default workspace")
+        access = await _install_access(app, db, settings)
         router = None
         if run_router or is_in_process(parts.bus):
             router = start_router(parts, settings)
         try:
             yield
         finally:
+            await access.aclose()
             if router is not None:
                 await stop_router(router)
             if engine is None:
@@ -70,6 +92,51 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 await db.dispose()
 
     return lifespan
+
+
+class _AccessRuntime:
+    """What authentication runs beside requests: writing buffered last-used times; and the
+    rate limiters, closed at shutdown."""
+
+    def __init__(self, authenticator: Authenticator, limiters: RateLimiters) -> None:
+        self._authenticator = authenticator
+        self._limiters = limiters
+        self._task = asyncio.create_task(self._flush_periodically())
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(_USAGE_FLUSH_SECONDS)
+            try:
+                await self._authenticator.flush_usage()
+            except CampaignflowError:
+                logger.warning("could not record API key usage; will retry", exc_info=True)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        with contextlib.suppress(CampaignflowError):
+            await self._authenticator.flush_usage()
+        await self._limiters.aclose()
+
+
+async def _install_access(app: FastAPI, db: Database, settings: Settings) -> _AccessRuntime:
+    """Authentication state: the authenticator (cached lookups), the management service, the
+    trusted proxies, and the configured bootstrap token registered as an owner key."""
+    store = AccessStore(db)
+    authenticator = Authenticator(store, cache_seconds=settings.api.auth_cache_seconds)
+    app.state.authenticator = authenticator
+    app.state.access = AccessService(store, authenticator)
+    app.state.trusted_proxies = parse_cidrs(settings.network.trusted_proxies)
+    limiters = open_rate_limiter(settings.rate_limit, settings.redis_url)
+    app.state.rate_limiters = limiters
+    if settings.api_token is not None:
+        await app.state.access.bootstrap(
+            settings.workspace_id, settings.api_token.get_secret_value()
+        )
+    sealer = load_key_ring(effective_encryption(settings.encryption, settings.data_dir))
+    authenticator.use_tokens(await start_oauth(app, db, settings, sealer))
+    return _AccessRuntime(authenticator, limiters)
 
 
 def create_app(
@@ -96,18 +163,25 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(health.router)
-    api = APIRouter(
-        prefix=API_PREFIX, dependencies=[Depends(require_principal), Depends(refuse_nul)]
-    )
+    guarded = problem_responses(401, 403, 429)  # every credentialed route may answer these
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(refuse_nul)], responses=guarded)
     api.include_router(workflows.router)
     api.include_router(triggers.router)
     api.include_router(executions.router)
     api.include_router(dead_letters.router)
     api.include_router(contacts.router)
+    api.include_router(access.router)
+    api.include_router(audit.router)
+    api.include_router(oauth_clients.router)
     app.include_router(api)
-    ingestion = APIRouter(dependencies=[Depends(refuse_nul)])
+    install_oauth(app)
+    ingestion = APIRouter(dependencies=[Depends(refuse_nul)], responses=guarded)
     ingestion.include_router(events.router, prefix=API_PREFIX)
     ingestion.include_router(segment.router)
     app.include_router(ingestion)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    install_edge(app, settings)
+    install_audit(app)  # outside the edge: refusals by size or headers are audited too
+    if settings.access_log:  # outermost: it times and logs everything, refusals included
+        app.add_middleware(AccessLogMiddleware)
     return app

@@ -8,13 +8,19 @@ streams in rather than after it has been buffered whole.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from http import HTTPStatus
+from typing import TypeVar
 
 import orjson
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 
 from campaignflow.api.problems import ProblemError
 from campaignflow.domain.problems import to_pointer
+from campaignflow.domain.pydantic_problems import problems_from_error
+
+M = TypeVar("M", bound=BaseModel)
 
 JSON_MEDIA_TYPES = frozenset({"application/json"})
 
@@ -168,3 +174,18 @@ async def read_json(request: Request, *, limit: int) -> object:
     """Check the content type, read within the limit and parse the JSON body."""
     require_json_content_type(request)
     return parse_json(await read_body(request, limit=limit))
+
+
+def validate_body(model: type[M], document: object, vocabulary: Sequence[str] = ()) -> M:
+    """The document as ``model``, or a 422 listing every problem with its pointer (unknown
+    members get a suggested spelling from ``vocabulary``)."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        problems = problems_from_error(exc, document, vocabulary=vocabulary)
+        raise ProblemError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            f"The request body has {len(problems)} problem(s).",
+            problems=[problem.to_dict() for problem in problems],
+        ) from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated
 
@@ -35,3 +37,34 @@ async def refuse_nul(request: Request) -> None:
             "Parameters must not contain the character U+0000.",
             problems=found,
         )
+
+
+INSTANT = {"format": "date-time"}
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def parse_instant(value: str | None, parameter: str) -> datetime | None:
+    """An RFC 3339 date-time with an offset, in UTC; anything else is a 400 naming it."""
+    if value is None:
+        return None
+    try:
+        if not _RFC3339.fullmatch(value):
+            raise ValueError(value)
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ProblemError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid-request",
+            f"{parameter} is not an RFC 3339 date-time with a time zone offset.",
+            problems=[
+                {
+                    "parameter": parameter,
+                    "in": "query",
+                    "detail": "must be an RFC 3339 date-time with an offset, "
+                    "e.g. 2026-03-27T08:00:00Z",
+                    "code": "invalid",
+                }
+            ],
+        ) from exc

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 _STATUS_BY_ERROR: tuple[tuple[type[errors.CampaignflowError], HTTPStatus, str], ...] = (
     (errors.InvalidDefinition, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-definition"),
     (errors.InvalidScenario, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-scenario"),
+    (errors.InvalidField, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-field"),
     (errors.Unauthenticated, HTTPStatus.UNAUTHORIZED, "unauthenticated"),
     (errors.AddressNotAllowed, HTTPStatus.FORBIDDEN, "address-not-allowed"),
     (errors.Forbidden, HTTPStatus.FORBIDDEN, "forbidden"),
@@ -116,11 +117,13 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     status, slug = _classify(exc)
     if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
         logger.error("request failed: %s", exc, exc_info=exc)
-    problems = (
+    problems: list[dict[str, object]] = (
         [p.to_dict() for p in exc.problems]
         if isinstance(exc, errors.InvalidDefinition | errors.InvalidScenario)
         else []
     )
+    if isinstance(exc, errors.InvalidField):
+        problems = [{"pointer": exc.pointer, "detail": exc.message, "code": "invalid"}]
     headers = _headers(exc)
     detail = exc.message if status < HTTPStatus.INTERNAL_SERVER_ERROR else "Internal error."
     return problem_response(

@@ -67,6 +67,9 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
 WORKFLOW_PERMISSIONS = frozenset({P.WORKFLOWS_READ, P.WORKFLOWS_WRITE, P.WORKFLOWS_EXECUTE})
 
 ALL_SCOPES = frozenset(Permission)
+#: The scope of a credential that may do whatever its principal may (its role and grants,
+#: as they are when it is used): what API keys created without scopes get.
+UNRESTRICTED = "*"
 INGESTION_SCOPES = frozenset({P.EVENTS_WRITE})
 
 _RANK = {role: rank for rank, role in enumerate(reversed(list(Role)))}
@@ -84,6 +87,8 @@ def highest(roles: Iterable[Role]) -> Role:
 def parse_scopes(names: Iterable[str]) -> frozenset[Permission]:
     """Scope names to permissions; unknown names raise ``ValueError`` naming them."""
     values = list(names)
+    if UNRESTRICTED in values:
+        return ALL_SCOPES
     unknown = sorted({name for name in values if name not in ALL_SCOPES})
     if unknown:
         raise ValueError("unknown scope(s): " + ", ".join(unknown))

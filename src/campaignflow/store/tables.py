@@ -493,4 +493,7 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
     PrimaryKeyConstraint("workspace_id", "seq"),
     Index(None, "workspace_id", "occurred_at"),
+    # Migration 0005: "what did this actor do", "who touched this resource", newest first.
+    Index(None, "workspace_id", "actor_id", "seq"),
+    Index(None, "workspace_id", "resource_type", "resource_id", "seq"),
 )

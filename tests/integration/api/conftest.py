@@ -15,15 +15,26 @@ from campaignflow.config import Settings
 from campaignflow.store.database import Database
 
 TOKEN = "test-token-0123456789abcdef"
+TEST_MASTER_KEY = "dGVzdC1vbmx5LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE="  # base64 of 32 bytes
+
+
+def token_for(workspace_id: str) -> str:
+    """Each workspace's bootstrap owner key (a key belongs to one workspace)."""
+    return TOKEN if workspace_id == "default" else f"{TOKEN}-{workspace_id}"
 
 
 def make_settings(workspace_id: str = "default", **overrides: Any) -> Settings:
     return Settings(
         mode="production",
-        api_token=SecretStr(TOKEN),
+        api_token=SecretStr(token_for(workspace_id)),
         workspace_id=workspace_id,
         database_url="unused://because-the-database-is-handed-in",
-        **overrides,
+        **{
+            "encryption": {"master_key": TEST_MASTER_KEY},
+            # Tests send hundreds of requests a second with one key; the limits have their own.
+            "rate_limit": {"enabled": False},
+            **overrides,
+        },
     )
 
 
@@ -38,8 +49,10 @@ def app_client(database: Database) -> ClientFactory:
     async def open_client(
         settings: Settings | None = None, *, auth: bool = True
     ) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(settings or make_settings(), database=database)
-        headers = {"Authorization": f"Bearer {TOKEN}"} if auth else {}
+        settings = settings or make_settings()
+        app = create_app(settings, database=database)
+        token = settings.api_token.get_secret_value() if settings.api_token else TOKEN
+        headers = {"Authorization": f"Bearer {token}"} if auth else {}
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(

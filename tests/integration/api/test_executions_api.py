@@ -19,7 +19,7 @@ from campaignflow.engine.clock import ManualClock
 from campaignflow.engine.runtime import Engine, builtin_executors
 from campaignflow.engine.worker import Worker
 from campaignflow.store.database import Database
-from tests.integration.api.conftest import TOKEN, make_settings, workflow
+from tests.integration.api.conftest import TOKEN, make_settings, token_for, workflow
 
 PROBLEM = "application/problem+json"
 START = datetime(2026, 3, 27, 8, 0, tzinfo=UTC)
@@ -718,7 +718,7 @@ async def test_another_workspace_sees_none_of_it(api: Api, database: Database) -
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=other_app),
             base_url="http://testserver",
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers={"Authorization": f"Bearer {token_for('globex')}"},
         ) as other,
     ):
         for method, url in [

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ValidationError
 
-from campaignflow.api.auth import CurrentPrincipal
-from campaignflow.api.body import read_json
+from campaignflow.api.auth import CurrentPrincipal, authorize
+from campaignflow.api.body import read_json, validate_body
 from campaignflow.api.contact_schemas import (
     FIELDS,
     Contact,
@@ -20,9 +19,8 @@ from campaignflow.api.contact_schemas import (
 from campaignflow.api.deps import AppSettings
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import Cursor, Limit
-from campaignflow.api.problems import ProblemError
 from campaignflow.api.schemas import problem_responses, request_body
-from campaignflow.domain.pydantic_problems import problems_from_error
+from campaignflow.security.rbac import Permission
 from campaignflow.services.contacts import ContactService
 from campaignflow.store.contacts import ContactStore
 
@@ -31,7 +29,6 @@ router = APIRouter(
 )
 
 ContactId = Annotated[str, Path(max_length=64, description="The contact's id.")]
-M = TypeVar("M", bound=BaseModel)
 
 
 async def get_contact_service(request: Request) -> ContactService:
@@ -43,25 +40,13 @@ async def get_contact_service(request: Request) -> ContactService:
 Contacts = Annotated[ContactService, Depends(get_contact_service)]
 
 
-def _body(model: type[M], document: object) -> M:
-    try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        problems = problems_from_error(exc, document, vocabulary=FIELDS)
-        raise ProblemError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "invalid-body",
-            f"The request body has {len(problems)} problem(s).",
-            problems=[problem.to_dict() for problem in problems],
-        ) from exc
-
-
 @router.post(
     "",
     status_code=HTTPStatus.CREATED,
     response_model=Contact,
     openapi_extra=request_body(ContactCreate, "application/json"),
     responses=problem_responses(409, 413, 415, 422),
+    dependencies=[authorize(Permission.CONTACTS_WRITE)],
 )
 async def create_contact(
     request: Request,
@@ -73,7 +58,7 @@ async def create_contact(
     """Create a contact known by at least one identity (`userId`, `anonymousId`, `email`);
     `409` if another contact has one of them."""
     document = await read_json(request, limit=settings.api.max_body_bytes)
-    body = _body(ContactCreate, document)
+    body = validate_body(ContactCreate, document, FIELDS)
     record = await service.create(body.to_new(principal.workspace_id))
     response.headers["Location"] = str(
         request.app.url_path_for("get_contact", contact_id=record.id)
@@ -81,7 +66,7 @@ async def create_contact(
     return Contact.from_record(record)
 
 
-@router.get("", response_model=ContactPage)
+@router.get("", response_model=ContactPage, dependencies=[authorize(Permission.CONTACTS_READ)])
 async def list_contacts(
     *,
     principal: CurrentPrincipal,
@@ -119,7 +104,9 @@ async def list_contacts(
     return ContactPage(items=[Contact.from_record(r) for r in page], next_cursor=next_cursor)
 
 
-@router.get("/{contact_id}", response_model=Contact)
+@router.get(
+    "/{contact_id}", response_model=Contact, dependencies=[authorize(Permission.CONTACTS_READ)]
+)
 async def get_contact(
     contact_id: ContactId, principal: CurrentPrincipal, service: Contacts
 ) -> Contact:
@@ -132,6 +119,7 @@ async def get_contact(
     response_model=Contact,
     openapi_extra=request_body(ContactPatch, "application/merge-patch+json", "application/json"),
     responses=problem_responses(409, 413, 415, 422),
+    dependencies=[authorize(Permission.CONTACTS_WRITE)],
 )
 async def update_contact(
     contact_id: ContactId,
@@ -144,11 +132,16 @@ async def update_contact(
     clears one, `traits` merges into the traits. `409` if the new userId or email belongs to
     another contact."""
     document = await read_json(request, limit=settings.api.max_body_bytes)
-    change = _body(ContactPatch, document).to_change()
+    change = validate_body(ContactPatch, document, FIELDS).to_change()
     return Contact.from_record(await service.update(principal.workspace_id, contact_id, change))
 
 
-@router.delete("/{contact_id}", status_code=HTTPStatus.NO_CONTENT, response_class=Response)
+@router.delete(
+    "/{contact_id}",
+    status_code=HTTPStatus.NO_CONTENT,
+    response_class=Response,
+    dependencies=[authorize(Permission.CONTACTS_WRITE)],
+)
 async def delete_contact(
     contact_id: ContactId, principal: CurrentPrincipal, service: Contacts
 ) -> Response:

@@ -6,12 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from campaignflow.api.auth import CurrentPrincipal
+from campaignflow.api.auth import CurrentPrincipal, authorize
 from campaignflow.api.deps import AppSettings, Executions
 from campaignflow.api.execution_schemas import DeadLetter, DeadLetterPage, DeadLetterStatus
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import Cursor, Limit
 from campaignflow.api.schemas import problem_responses
+from campaignflow.security.rbac import Permission
 
 router = APIRouter(
     prefix="/dead-letters", tags=["dead letters"], responses=problem_responses(400, 401, 404)
@@ -20,7 +21,9 @@ router = APIRouter(
 DeadLetterId = Annotated[str, Path(max_length=64, description="The dead letter's id.")]
 
 
-@router.get("", response_model=DeadLetterPage)
+@router.get(
+    "", response_model=DeadLetterPage, dependencies=[authorize(Permission.DEAD_LETTERS_READ)]
+)
 async def list_dead_letters(
     *,
     principal: CurrentPrincipal,
@@ -48,7 +51,11 @@ async def list_dead_letters(
     return DeadLetterPage(items=[DeadLetter.from_record(r) for r in page], next_cursor=next_cursor)
 
 
-@router.get("/{dead_letter_id}", response_model=DeadLetter)
+@router.get(
+    "/{dead_letter_id}",
+    response_model=DeadLetter,
+    dependencies=[authorize(Permission.DEAD_LETTERS_READ)],
+)
 async def get_dead_letter(
     dead_letter_id: DeadLetterId, principal: CurrentPrincipal, service: Executions
 ) -> DeadLetter:
@@ -57,7 +64,10 @@ async def get_dead_letter(
 
 
 @router.post(
-    "/{dead_letter_id}/replay", response_model=DeadLetter, responses=problem_responses(409)
+    "/{dead_letter_id}/replay",
+    response_model=DeadLetter,
+    responses=problem_responses(409),
+    dependencies=[authorize(Permission.DEAD_LETTERS_WRITE)],
 )
 async def replay_dead_letter(
     dead_letter_id: DeadLetterId, principal: CurrentPrincipal, service: Executions
@@ -67,7 +77,10 @@ async def replay_dead_letter(
 
 
 @router.post(
-    "/{dead_letter_id}/discard", response_model=DeadLetter, responses=problem_responses(409)
+    "/{dead_letter_id}/discard",
+    response_model=DeadLetter,
+    responses=problem_responses(409),
+    dependencies=[authorize(Permission.DEAD_LETTERS_WRITE)],
 )
 async def discard_dead_letter(
     dead_letter_id: DeadLetterId, principal: CurrentPrincipal, service: Executions

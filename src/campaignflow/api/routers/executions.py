@@ -3,15 +3,13 @@ onto :class:`ExecutionService`."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import ValidationError
 
-from campaignflow.api.auth import CurrentPrincipal
+from campaignflow.api.auth import CurrentPrincipal, authorize
 from campaignflow.api.body import read_json
 from campaignflow.api.deps import AppSettings, Executions
 from campaignflow.api.execution_schemas import (
@@ -21,23 +19,23 @@ from campaignflow.api.execution_schemas import (
     ExecutionPage,
 )
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
-from campaignflow.api.parameters import Cursor, Limit, WorkflowId
+from campaignflow.api.parameters import INSTANT, Cursor, Limit, WorkflowId, parse_instant
 from campaignflow.api.problems import ProblemError
 from campaignflow.api.schemas import problem_responses, request_body
 from campaignflow.domain.pydantic_problems import problems_from_error
 from campaignflow.engine.model import ExecutionStatus
+from campaignflow.security.rbac import Permission
 
 router = APIRouter(tags=["executions"], responses=problem_responses(400, 401, 404))
 
 ExecutionId = Annotated[str, Path(max_length=64, description="The execution's id.")]
-_INSTANT = {"format": "date-time"}
 CreatedFrom = Annotated[
     str | None,
     Query(
         alias="createdFrom",
         max_length=64,
         description="Only executions created at or after this RFC 3339 instant (with offset).",
-        json_schema_extra=_INSTANT,
+        json_schema_extra=INSTANT,
     ),
 ]
 CreatedTo = Annotated[
@@ -46,39 +44,11 @@ CreatedTo = Annotated[
         alias="createdTo",
         max_length=64,
         description="Only executions created before this RFC 3339 instant (with offset).",
-        json_schema_extra=_INSTANT,
+        json_schema_extra=INSTANT,
     ),
 ]
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
-)
 _EXECUTE_BODY = request_body(ExecuteRequest, "application/json")
-
-
-def _instant(value: str | None, parameter: str) -> datetime | None:
-    """An RFC 3339 date-time with an offset, in UTC; anything else is a 400 naming it."""
-    if value is None:
-        return None
-    try:
-        if not _RFC3339.fullmatch(value):
-            raise ValueError(value)
-        return datetime.fromisoformat(value.upper()).astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise ProblemError(
-            HTTPStatus.BAD_REQUEST,
-            "invalid-request",
-            f"{parameter} is not an RFC 3339 date-time with a time zone offset.",
-            problems=[
-                {
-                    "parameter": parameter,
-                    "in": "query",
-                    "detail": "must be an RFC 3339 date-time with an offset, "
-                    "e.g. 2026-03-27T08:00:00Z",
-                    "code": "invalid",
-                }
-            ],
-        ) from exc
 
 
 def _execute_request(document: object) -> ExecuteRequest:
@@ -103,6 +73,7 @@ def _execute_request(document: object) -> ExecuteRequest:
         200: {"model": Execution, "description": "A repeat of a call with this Idempotency-Key."},
         **problem_responses(409, 413, 415, 422),
     },
+    dependencies=[authorize(Permission.WORKFLOWS_EXECUTE)],
 )
 async def execute_workflow(
     *,
@@ -152,6 +123,7 @@ _SIMULATE_BODY = {
     "/workflows/{workflow_id}/simulate",
     openapi_extra=_SIMULATE_BODY,
     responses=problem_responses(413, 415, 422),
+    dependencies=[authorize(Permission.WORKFLOWS_READ)],
 )
 async def simulate_workflow(
     *,
@@ -167,7 +139,11 @@ async def simulate_workflow(
     return await service.simulate(principal.workspace_id, workflow_id, scenario)
 
 
-@router.get("/executions", response_model=ExecutionPage)
+@router.get(
+    "/executions",
+    response_model=ExecutionPage,
+    dependencies=[authorize(Permission.EXECUTIONS_READ)],
+)
 async def list_executions(
     *,
     principal: CurrentPrincipal,
@@ -194,8 +170,8 @@ async def list_executions(
         workflow_id=workflow,
         status=status,
         subject_id=subject,
-        created_from=_instant(created_from, "createdFrom"),
-        created_to=_instant(created_to, "createdTo"),
+        created_from=parse_instant(created_from, "createdFrom"),
+        created_to=parse_instant(created_to, "createdTo"),
         before=decode_cursor(cursor, str),
         limit=size + 1,
     )
@@ -203,7 +179,11 @@ async def list_executions(
     return ExecutionPage(items=[Execution.from_record(r) for r in page], next_cursor=next_cursor)
 
 
-@router.get("/executions/{execution_id}", response_model=ExecutionDetail)
+@router.get(
+    "/executions/{execution_id}",
+    response_model=ExecutionDetail,
+    dependencies=[authorize(Permission.EXECUTIONS_READ)],
+)
 async def get_execution(
     execution_id: ExecutionId, principal: CurrentPrincipal, service: Executions
 ) -> ExecutionDetail:
@@ -215,6 +195,7 @@ async def get_execution(
     "/executions/{execution_id}/cancel",
     response_model=Execution,
     responses=problem_responses(409),
+    dependencies=[authorize(Permission.EXECUTIONS_WRITE)],
 )
 async def cancel_execution(
     execution_id: ExecutionId, principal: CurrentPrincipal, service: Executions
@@ -227,6 +208,7 @@ async def cancel_execution(
     "/executions/{execution_id}/retry",
     response_model=Execution,
     responses=problem_responses(409),
+    dependencies=[authorize(Permission.EXECUTIONS_WRITE)],
 )
 async def retry_execution(
     execution_id: ExecutionId, principal: CurrentPrincipal, service: Executions

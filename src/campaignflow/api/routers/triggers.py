@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
-from campaignflow.api.auth import CurrentPrincipal
+from campaignflow.api.auth import CurrentPrincipal, authorize
 from campaignflow.api.body import read_json
 from campaignflow.api.deps import AppSettings, Triggers
 from campaignflow.api.etags import if_none_match_hits, versions_in_if_match
@@ -19,6 +19,7 @@ from campaignflow.api.problems import ProblemError
 from campaignflow.api.schemas import problem_responses
 from campaignflow.api.trigger_schemas import TRIGGER_BODY, Trigger, TriggerPage
 from campaignflow.errors import CampaignflowError
+from campaignflow.security.rbac import Permission
 from campaignflow.services.triggers import TriggerFilters, TriggerSource, TriggerType, TriggerView
 from campaignflow.store.triggers import WorkflowArchived, WorkflowNotFound
 
@@ -68,6 +69,7 @@ def _at_workflow_id(
     response_model=Trigger,
     openapi_extra=TRIGGER_BODY,
     responses=problem_responses(409, 413, 415, 422),
+    dependencies=[authorize(Permission.TRIGGERS_WRITE)],
 )
 async def create_trigger(
     request: Request,
@@ -87,7 +89,7 @@ async def create_trigger(
     return _with_etag(response, view)
 
 
-@router.get("", response_model=TriggerPage)
+@router.get("", response_model=TriggerPage, dependencies=[authorize(Permission.TRIGGERS_READ)])
 async def list_triggers(
     *,
     principal: CurrentPrincipal,
@@ -122,7 +124,10 @@ async def list_triggers(
 
 
 @router.get(
-    "/{trigger_id}", response_model=Trigger, responses={304: {"description": "Not Modified"}}
+    "/{trigger_id}",
+    response_model=Trigger,
+    responses={304: {"description": "Not Modified"}},
+    dependencies=[authorize(Permission.TRIGGERS_READ)],
 )
 async def get_trigger(
     trigger_id: TriggerId,
@@ -144,6 +149,7 @@ async def get_trigger(
     response_model=Trigger,
     openapi_extra=TRIGGER_BODY,
     responses=problem_responses(409, 412, 413, 415, 422),
+    dependencies=[authorize(Permission.TRIGGERS_WRITE)],
 )
 async def replace_trigger(
     *,
@@ -172,6 +178,7 @@ async def replace_trigger(
     status_code=HTTPStatus.NO_CONTENT,
     response_class=Response,
     responses=problem_responses(409, 412),
+    dependencies=[authorize(Permission.TRIGGERS_WRITE)],
 )
 async def delete_trigger(
     trigger_id: TriggerId,

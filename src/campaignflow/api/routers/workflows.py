@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from campaignflow.api.auth import CurrentPrincipal
+from campaignflow.api.auth import CurrentPrincipal, authorize
 from campaignflow.api.body import read_json
 from campaignflow.api.deps import AppSettings, Executions, Workflows
 from campaignflow.api.etags import if_none_match_hits, stale, versions_in_if_match
@@ -22,6 +22,7 @@ from campaignflow.api.schemas import (
     etag_for,
     problem_responses,
 )
+from campaignflow.security.rbac import Permission
 from campaignflow.services.executions import InFlightPolicy
 from campaignflow.services.workflows import WorkflowService, WorkflowStatus
 from campaignflow.store.workflows import WorkflowRecord
@@ -51,6 +52,7 @@ def _with_etag(response: Response, record: WorkflowRecord) -> Workflow:
     response_model=Workflow,
     openapi_extra=_DEFINITION_BODY,
     responses=problem_responses(409, 413, 415, 422),
+    dependencies=[authorize(Permission.WORKFLOWS_WRITE)],
 )
 async def create_workflow(
     request: Request,
@@ -66,7 +68,7 @@ async def create_workflow(
     return _with_etag(response, record)
 
 
-@router.get("", response_model=WorkflowPage)
+@router.get("", response_model=WorkflowPage, dependencies=[authorize(Permission.WORKFLOWS_READ)])
 async def list_workflows(
     *,
     principal: CurrentPrincipal,
@@ -97,7 +99,10 @@ async def list_workflows(
 
 
 @router.get(
-    "/{workflow_id}", response_model=Workflow, responses={304: {"description": "Not Modified"}}
+    "/{workflow_id}",
+    response_model=Workflow,
+    responses={304: {"description": "Not Modified"}},
+    dependencies=[authorize(Permission.WORKFLOWS_READ)],
 )
 async def get_workflow(
     workflow_id: WorkflowId,
@@ -136,6 +141,7 @@ async def _expected_version(
     response_model=Workflow,
     openapi_extra=_DEFINITION_BODY,
     responses=problem_responses(409, 412, 413, 415, 422),
+    dependencies=[authorize(Permission.WORKFLOWS_WRITE)],
 )
 async def update_workflow(
     *,
@@ -173,6 +179,7 @@ async def update_workflow(
     status_code=HTTPStatus.NO_CONTENT,
     response_class=Response,
     responses=problem_responses(409),
+    dependencies=[authorize(Permission.WORKFLOWS_WRITE)],
 )
 async def archive_workflow(
     workflow_id: WorkflowId, principal: CurrentPrincipal, service: Workflows
@@ -182,7 +189,11 @@ async def archive_workflow(
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
-@router.get("/{workflow_id}/versions", response_model=VersionPage)
+@router.get(
+    "/{workflow_id}/versions",
+    response_model=VersionPage,
+    dependencies=[authorize(Permission.WORKFLOWS_READ)],
+)
 async def list_versions(
     *,
     workflow_id: WorkflowId,
@@ -208,6 +219,7 @@ async def list_versions(
     "/{workflow_id}/activate",
     response_model=Workflow,
     responses=problem_responses(409),
+    dependencies=[authorize(Permission.WORKFLOWS_WRITE)],
 )
 async def activate_workflow(
     workflow_id: WorkflowId, response: Response, principal: CurrentPrincipal, service: Workflows
@@ -220,6 +232,7 @@ async def activate_workflow(
     "/{workflow_id}/pause",
     response_model=Workflow,
     responses=problem_responses(409),
+    dependencies=[authorize(Permission.WORKFLOWS_WRITE)],
 )
 async def pause_workflow(
     workflow_id: WorkflowId, response: Response, principal: CurrentPrincipal, service: Workflows

@@ -1,0 +1,1 @@
+"""What a running process tells its operators: structured logs (metrics and alerts follow)."""

@@ -1,0 +1,139 @@
+"""Which requests the audit log records, and how it names them. Pure: no I/O.
+
+Recorded (SOC 2 access logging): every mutating request (POST, PUT, PATCH, DELETE) under
+``/api/v1`` and ``/oauth`` whatever its outcome, and every read of personal data. Reads are
+classified by route name (FastAPI's endpoint function name) in two explicit sets, and a test
+fails when a ``GET`` route under ``/api/v1`` is in neither, so a new route must be classified.
+
+Ingestion (``/api/v1/events*`` and Segment's ``/v1/*``) is not recorded per accepted request —
+events are kept in the event log with their messageId, and hundreds of batches per second would
+swamp the audit log — but its denied attempts (401, 403) are.
+
+Naming: ``action`` is ``<resource>.<verb>``. The resource is the first path segment after the
+prefix with ``-`` as ``_`` (``dead-letters`` → ``dead_letters``; ``/oauth/*`` → ``oauth``;
+Segment's ``/v1/*`` → ``events``); the verb is the route name without its trailing resource
+noun, singular or plural (``update_workflow`` → ``workflows.update``, ``list_dead_letters`` →
+``dead_letters.list``, ``execute_workflow`` → ``workflows.execute``); a name without that
+suffix is kept whole (``list_versions`` → ``workflows.list_versions``). ``resource_id`` is the
+first path parameter; further ones go to ``details``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD"})
+API_PREFIX = "/api/v1"
+OAUTH_PREFIX = "/oauth"
+SEGMENT_PREFIX = "/v1"
+_INGESTION_PREFIXES = (f"{API_PREFIX}/events", SEGMENT_PREFIX)
+DENIED_STATUSES = frozenset({401, 403})
+
+# GET routes whose answer holds personal data: contacts; executions (their input and subject,
+# and the contact snapshot of the detail); dead letters (the execution's input); principals
+# (people's names); the audit log itself (actors, addresses).
+PERSONAL_DATA_READS = frozenset(
+    {
+        "list_contacts",
+        "get_contact",
+        "list_executions",
+        "get_execution",
+        "list_dead_letters",
+        "get_dead_letter",
+        "list_principals",
+        "get_principal",
+        "list_audit_log",
+    }
+)
+# GET routes that do not: definitions, triggers, versions, API key and grant metadata, the
+# workspace allowlist, the integrity check's summary, the API's own documents.
+NOT_PERSONAL_READS = frozenset(
+    {
+        "list_workflows",
+        "get_workflow",
+        "list_versions",
+        "list_triggers",
+        "get_trigger",
+        "list_api_keys",
+        "get_api_key",
+        "list_grants",
+        "get_workspace_access",
+        "list_oauth_clients",
+        "get_oauth_client",
+        "verify_audit_log",
+        "openapi",
+        "swagger_ui_html",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTarget:
+    """What an audited request did, in the log's terms."""
+
+    action: str
+    resource_type: str
+    resource_id: str | None
+    details: dict[str, str] | None
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def may_be_audited(method: str, path: str) -> bool:
+    """Whether a request can be recorded at all, known before routing (the rest pass by)."""
+    if method in MUTATING_METHODS:
+        return any(_under(path, prefix) for prefix in (API_PREFIX, OAUTH_PREFIX, SEGMENT_PREFIX))
+    return method in READ_METHODS and _under(path, API_PREFIX)
+
+
+def is_audited(method: str, path: str, route_name: str | None, status: int) -> bool:
+    """Whether this request, answered with ``status``, goes to the audit log."""
+    if not may_be_audited(method, path):
+        return False
+    if any(_under(path, prefix) for prefix in _INGESTION_PREFIXES):
+        return status in DENIED_STATUSES
+    if method in MUTATING_METHODS:
+        return True
+    return route_name in PERSONAL_DATA_READS
+
+
+def outcome(status: int) -> str:
+    """``success`` (2xx, 3xx), ``denied`` (401, 403) or ``failure`` (any other)."""
+    if status in DENIED_STATUSES:
+        return "denied"
+    return "success" if 200 <= status < 400 else "failure"
+
+
+def resource_of(path: str) -> str:
+    if _under(path, OAUTH_PREFIX):
+        return "oauth"
+    if _under(path, SEGMENT_PREFIX):
+        return "events"
+    rest = path[len(API_PREFIX) :].strip("/") if _under(path, API_PREFIX) else path.strip("/")
+    return rest.split("/", 1)[0].replace("-", "_") or "api"
+
+
+def verb_of(route_name: str | None, resource: str, method: str) -> str:
+    if route_name is None:
+        return method.lower()
+    for noun in (resource, resource.removesuffix("s")):
+        if route_name.endswith("_" + noun) and len(route_name) > len(noun) + 1:
+            return route_name[: -len(noun) - 1]
+    return route_name
+
+
+def target(
+    method: str, path: str, route_name: str | None, path_params: Mapping[str, object]
+) -> AuditTarget:
+    """Name what the request did; ``route_name`` is ``None`` when no route matched."""
+    resource = resource_of(path)
+    values = [(name, str(value)) for name, value in path_params.items()]
+    resource_id = values[0][1] if values else None
+    details = dict(values[1:]) or None
+    return AuditTarget(
+        f"{resource}.{verb_of(route_name, resource, method)}", resource, resource_id, details
+    )
