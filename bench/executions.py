@@ -31,6 +31,7 @@ import aiohttp
 from sqlalchemy import func, select
 
 from _common import (
+    BENCH_MASTER_KEY,
     REPO,
     emit,
     four_node_workflow,
@@ -196,6 +197,7 @@ async def main() -> None:
                 env = {
                     **{k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNFLOW_")},
                     "CAMPAIGNFLOW_DATABASE_URL": url,
+                    "CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY": BENCH_MASTER_KEY,
                     "CAMPAIGNFLOW_WORKER__LANES": str(args.lanes),
                     "CAMPAIGNFLOW_WORKER__BATCH_SIZE": str(args.batch_size),
                 }

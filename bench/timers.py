@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from _common import REPO, emit, fresh_database, percentile, postgres_server
+from _common import BENCH_MASTER_KEY, REPO, emit, fresh_database, percentile, postgres_server
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
@@ -163,6 +163,7 @@ def main() -> None:
         load(url, args.waiting)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNFLOW_")}
         env["CAMPAIGNFLOW_DATABASE_URL"] = url
+        env["CAMPAIGNFLOW_ENCRYPTION__MASTER_KEY"] = BENCH_MASTER_KEY
         env["CAMPAIGNFLOW_WORKER__BATCH_SIZE"] = "1000"
         workers = [
             subprocess.Popen(

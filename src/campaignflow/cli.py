@@ -164,7 +164,7 @@ def migrate() -> None:
 
 @app.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8080) -> None:
-    """Run the API gateway (production). Needs CAMPAIGNFLOW_API_TOKEN and a migrated database."""
+    """Run the API gateway (production). Needs an encryption key and a migrated database."""
     from campaignflow import runtime
 
     try:
@@ -182,8 +182,10 @@ def worker() -> None:
     from campaignflow import runtime
 
     try:
+        settings = get_settings()
+        settings.require_secure()
         runtime.tune_garbage_collector()
-        asyncio.run(runtime.serve_worker(get_settings()))
+        asyncio.run(runtime.serve_worker(settings))
     except CampaignflowError as exc:
         raise _fail(exc) from exc
 

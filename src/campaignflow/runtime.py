@@ -23,6 +23,7 @@ from campaignflow.engine.runtime import Engine, builtin_executors
 from campaignflow.engine.worker import Worker
 from campaignflow.errors import CampaignflowError, ConfigurationError
 from campaignflow.security.api_keys import generate_key
+from campaignflow.security.contact_fields import contact_cipher_from
 from campaignflow.security.key_file import embedded_encryption
 from campaignflow.security.rbac import UNRESTRICTED, Role
 from campaignflow.services.access import AccessService, CreatedKey
@@ -147,7 +148,9 @@ async def serve_http(
     process, sharing the engine's wake-up, so an execution started through the API begins at
     once.
     """
-    engine = Engine.on(database, bus=open_bus(settings))
+    engine = Engine.on(
+        database, bus=open_bus(settings), contact_cipher=contact_cipher_from(settings)
+    )
     app = create_app(settings, database=database, engine=engine, run_router=with_worker)
     config = uvicorn.Config(
         app,
@@ -205,7 +208,9 @@ async def serve_worker(settings: Settings) -> None:
     database = Database.from_url(settings.resolved_database_url, pre_ping=False)
     try:
         await require_current_schema(database)
-        engine = Engine.on(database, bus=open_bus(settings))
+        engine = Engine.on(
+            database, bus=open_bus(settings), contact_cipher=contact_cipher_from(settings)
+        )
         router = None
         if settings.redis_url is not None:  # in-process events are routed by the API process
             router = start_router(engine, settings)

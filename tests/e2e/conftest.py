@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +24,17 @@ STARTUP_SECONDS = 30
 
 # The key-encryption key production processes are given (base64 of 32 bytes); tests only.
 TEST_MASTER_KEY = "dGVzdC1vbmx5LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE="
+
+
+_OWNER_KEY = re.compile(r"cf_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}")
+
+
+def owner_key_in(banner: str) -> str:
+    """The API key `up` printed at its first start (run it with PYTHONUNBUFFERED=1 to read the
+    banner while it serves)."""
+    match = _OWNER_KEY.search(banner)
+    assert match, f"no API key in the banner:\n{banner}"
+    return match.group(0)
 
 
 def cli_env(**extra: str) -> dict[str, str]:

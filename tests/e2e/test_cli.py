@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import REPO, cli_env, run_cli, start_server
+from tests.e2e.conftest import REPO, cli_env, owner_key_in, run_cli, start_server
 
 EXAMPLES = REPO / "examples" / "workflows"
 BROKEN = REPO / "examples" / "invalid" / "broken.json"
@@ -78,10 +77,7 @@ def test_up_starts_with_examples_and_prints_the_owner_key_once(tmp_path: Path) -
     args = ["up", "--load-examples", str(EXAMPLES)]
 
     with start_server(args, env, tmp_path / "up.log") as server:
-        banner = server.log.read_text(encoding="utf-8")  # unbuffered: printed before serving
-        match = re.search(r"cf_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}", banner)
-        assert match, banner
-        key = match.group(0)
+        key = owner_key_in(server.log.read_text(encoding="utf-8"))
         anonymous = httpx.get(f"{server.url}/api/v1/workflows", timeout=5)
         listed = httpx.get(
             f"{server.url}/api/v1/workflows",

@@ -25,7 +25,7 @@ from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.tables import events, executions
 from campaignflow.store.workflows import WorkflowStore
-from tests.e2e.conftest import REPO, TOKEN, cli_env, spawn_worker, start_server
+from tests.e2e.conftest import REPO, TOKEN, cli_env, owner_key_in, spawn_worker, start_server
 
 pytestmark = [pytest.mark.slow]
 
@@ -199,12 +199,15 @@ def test_a_router_killed_mid_stream_loses_no_event_and_starts_none_twice(
 @pytest.mark.timeout(120)
 def test_the_abandoned_cart_journey_runs_through_campaignflow_up(tmp_path: Path) -> None:
     """The embedded mode as a new user runs it: SQLite, the in-process bus, Segment calls."""
-    env = cli_env(CAMPAIGNFLOW_DATA_DIR=str(tmp_path / "data"))
+    env = cli_env(CAMPAIGNFLOW_DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
     args = ["up", "--load-examples", str(REPO / "examples" / "workflows")]
     with start_server(args, env, tmp_path / "up.log") as server:
-        token = (tmp_path / "data" / "api-token").read_text().strip()
+        token = owner_key_in(server.log.read_text(encoding="utf-8"))
         admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
-        sender = httpx.Client(base_url=server.url, auth=(token, ""))
+        write_key = admin.post(
+            "/api/v1/api-keys", json={"name": "site", "scopes": ["events:write"]}
+        ).json()["key"]
+        sender = httpx.Client(base_url=server.url, auth=(write_key, ""))
         with admin, sender:
             assert admin.post("/api/v1/workflows/abandoned-cart/activate").status_code == 200
             identify = {"userId": "ann", "traits": {"email": "ann@example.com"}}

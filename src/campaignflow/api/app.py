@@ -37,11 +37,13 @@ from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine
 from campaignflow.errors import CampaignflowError
 from campaignflow.observability.access_log import AccessLogMiddleware
+from campaignflow.security.contact_fields import contact_cipher_from
 from campaignflow.security.key_file import effective_encryption, load_key_ring
 from campaignflow.security.network import parse_cidrs
 from campaignflow.services.access import AccessService
 from campaignflow.services.authentication import Authenticator
 from campaignflow.services.ingest import IngestLimits
+from campaignflow.services.oauth import OAuthService
 from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.access import AccessStore
@@ -51,6 +53,7 @@ from campaignflow.triggers.runner import start_router, stop_router
 
 API_PREFIX = "/api/v1"
 _USAGE_FLUSH_SECONDS = 30.0
+_PURGE_EVERY_ROUNDS = 120  # an hour
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +68,12 @@ def _lifespan(  # type: ignore[no-untyped-def]
             db = engine.database
         else:
             db = database or Database.from_url(settings.resolved_database_url)
-        parts = engine or Engine.on(db, bus=open_bus(settings))
+        parts = engine or Engine.on(
+            db, bus=open_bus(settings), contact_cipher=contact_cipher_from(settings)
+        )
         store = parts.workflows
         app.state.database = db
+        app.state.contacts = parts.contacts
         app.state.workflows = WorkflowService(store)
         app.state.triggers = TriggerService(TriggerStore(db))
         app.state.executions = parts.service()
@@ -95,21 +101,29 @@ def _lifespan(  # type: ignore[no-untyped-def]
 
 
 class _AccessRuntime:
-    """What authentication runs beside requests: writing buffered last-used times; and the
-    rate limiters, closed at shutdown."""
+    """What authentication runs beside requests: writing buffered last-used times, forgetting
+    revocations of tokens that have expired anyway (hourly); and the rate limiters, closed at
+    shutdown."""
 
-    def __init__(self, authenticator: Authenticator, limiters: RateLimiters) -> None:
+    def __init__(
+        self, authenticator: Authenticator, limiters: RateLimiters, oauth: OAuthService
+    ) -> None:
         self._authenticator = authenticator
         self._limiters = limiters
-        self._task = asyncio.create_task(self._flush_periodically())
+        self._oauth = oauth
+        self._task = asyncio.create_task(self._run_periodically())
 
-    async def _flush_periodically(self) -> None:
+    async def _run_periodically(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(_USAGE_FLUSH_SECONDS)
+            rounds += 1
             try:
                 await self._authenticator.flush_usage()
+                if rounds % _PURGE_EVERY_ROUNDS == 0:  # any process may: the delete is idempotent
+                    await self._oauth.purge_revoked_tokens()
             except CampaignflowError:
-                logger.warning("could not record API key usage; will retry", exc_info=True)
+                logger.warning("access housekeeping failed; will retry", exc_info=True)
 
     async def aclose(self) -> None:
         self._task.cancel()
@@ -135,8 +149,9 @@ async def _install_access(app: FastAPI, db: Database, settings: Settings) -> _Ac
             settings.workspace_id, settings.api_token.get_secret_value()
         )
     sealer = load_key_ring(effective_encryption(settings.encryption, settings.data_dir))
-    authenticator.use_tokens(await start_oauth(app, db, settings, sealer))
-    return _AccessRuntime(authenticator, limiters)
+    oauth = await start_oauth(app, db, settings, sealer)
+    authenticator.use_tokens(oauth)
+    return _AccessRuntime(authenticator, limiters, oauth)
 
 
 def create_app(

@@ -15,6 +15,7 @@ from campaignflow.engine.http_action import HttpExecutor
 from campaignflow.engine.interpreter import Interpreter
 from campaignflow.engine.options import WorkerOptions
 from campaignflow.engine.worker import Worker, database_lanes
+from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.services.executions import ExecutionService
 from campaignflow.services.ingest import IngestLimits, IngestService
 from campaignflow.store.admission import AdmissionStore
@@ -52,10 +53,13 @@ class Engine:
         cls,
         database: Database,
         *,
+        contact_cipher: ContactCipher,
         clock: Clock | None = None,
         wakeup: Wakeup | None = None,
         bus: EventBus | None = None,
     ) -> Engine:
+        """``contact_cipher`` seals the contacts' sensitive fields (required: there is no
+        plaintext mode; build it with ``contact_cipher_from``)."""
         workflows = WorkflowStore(database)
 
         async def load(workspace: str, workflow: str, version: int) -> dict[str, Any]:
@@ -71,7 +75,7 @@ class Engine:
             wakeup or wakeup_for(database),
             clock or SystemClock(),
             bus or InProcessBus(),
-            ContactStore(database),
+            ContactStore(database, contact_cipher),
         )
 
     def service(self) -> ExecutionService:
@@ -123,7 +127,10 @@ class Engine:
     def scheduler(self, owner: str, options: SchedulerOptions | None = None) -> TimeScheduler:
         """A time-trigger scheduler; ``owner`` names it in the leases of its fan-outs."""
         stores = FanOutStores(
-            TickStore(self.database), AdmissionStore(self.database.dialect), self.executions
+            TickStore(self.database),
+            AdmissionStore(self.database.dialect),
+            self.executions,
+            self.contacts,
         )
         return TimeScheduler(
             self.database,

@@ -81,6 +81,9 @@ def _log_request(scope: Scope, status: int, seconds: float, request_id: str) -> 
     if not logger.isEnabledFor(logging.INFO):
         return
     client = scope.get("client")
+    # The address authentication resolved behind trusted proxies, else the direct peer.
+    resolved = scope.get("state", {}).get("client_ip")
+    address = str(resolved) if resolved is not None else (client[0] if client else None)
     logger.info(
         "request",
         extra={
@@ -88,7 +91,7 @@ def _log_request(scope: Scope, status: int, seconds: float, request_id: str) -> 
             "path": masked_target(scope),
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
-            "client_ip": client[0] if client else None,
+            "client_ip": address,
             "request_id": request_id,
         },
     )

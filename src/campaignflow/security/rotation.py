@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from campaignflow.config import Settings
 from campaignflow.security.key_file import effective_encryption, load_key_ring, rotate_key_file
+from campaignflow.store.contact_sealing import rewrap_contacts
 from campaignflow.store.database import Database
 from campaignflow.store.secrets import DatabaseSecretStore, rewrap_signing_keys
 
@@ -28,6 +29,7 @@ class RotationReport:
     new_key: bool  # a key was added to the key file by this run
     secrets_rewrapped: int
     signing_keys_rewrapped: int
+    contacts_rewrapped: int = 0
     note: str | None = None  # what the operator must know or do
 
 
@@ -35,7 +37,8 @@ async def rotate_keys(
     settings: Settings, database: Database, *, new_key: bool = True
 ) -> RotationReport:
     """Rotate the key file (when ``new_key`` and a key file is configured), then re-wrap every
-    value not under the active key: the ``secrets`` rows and the JWT signing keys.
+    value not under the active key: the ``secrets`` rows, the JWT signing keys and the
+    contacts' sealed fields.
 
     ``new_key=False`` only finishes re-wrapping (after a run that stopped half-way). Processes
     that loaded the key ring before the rotation must be restarted to read the new key.
@@ -49,8 +52,9 @@ async def rotate_keys(
     store = DatabaseSecretStore(database, ring)
     secrets_count = await store.rewrap_all(encryption.rewrap_batch_size)
     signing_count = await rewrap_signing_keys(database, ring)
+    contacts_count = await rewrap_contacts(database, ring, encryption.rewrap_batch_size)
     note = MASTER_KEY_NOTE if key_file is None else None
-    return RotationReport(ring.active_id, added, secrets_count, signing_count, note)
+    return RotationReport(ring.active_id, added, secrets_count, signing_count, contacts_count, note)
 
 
 async def rotate_keys_in(settings: Settings, *, new_key: bool = True) -> RotationReport:

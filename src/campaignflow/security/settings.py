@@ -38,6 +38,13 @@ class EncryptionSettings(BaseModel):
     rewrap_batch_size: int = Field(
         500, ge=1, le=10_000, description="Rows re-wrapped per transaction by rotate-key."
     )
+    sensitive_contact_fields: list[str] = Field(
+        default_factory=lambda: ["email", "phone"],
+        description="Contact fields encrypted at rest: the email column and top-level traits "
+        "with these keys (case-insensitive), sealed into one document per contact and per "
+        "execution snapshot. Email identities are always stored as a keyed blind index. "
+        "Removing a field later keeps values sealed before readable.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> EncryptionSettings:

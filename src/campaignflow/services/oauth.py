@@ -156,10 +156,9 @@ class OAuthService:
         return client
 
     async def issue_token(
-        self, credentials: ClientCredentials, grant_type: str | None, scope: str | None
+        self, client: ClientRecord, grant_type: str | None, scope: str | None
     ) -> IssuedToken:
-        """RFC 6749 §4.4: a client-credentials grant."""
-        client = await self.authenticate_client(credentials)
+        """RFC 6749 §4.4: a client-credentials grant, for an authenticated client."""
         if grant_type is None:
             raise OAuthError("invalid_request", "The grant_type parameter is missing.")
         if grant_type != GRANT_TYPE:
@@ -215,9 +214,9 @@ class OAuthService:
             self._jti_revoked.forget(jti)
         return await self._jti_revoked.get(jti, lambda: self._store.is_token_revoked(jti))
 
-    async def introspect(self, caller: ClientCredentials, token: str) -> AccessClaims | None:
+    async def introspect(self, caller: ClientRecord, token: str) -> AccessClaims | None:
         """RFC 7662: the claims of an active token of the caller's workspace, else ``None``."""
-        return await self._claims_for(await self.authenticate_client(caller), token)
+        return await self._claims_for(caller, token)
 
     async def _claims_for(self, caller: ClientRecord, token: str) -> AccessClaims | None:
         try:
@@ -226,9 +225,9 @@ class OAuthService:
             return None
         return claims if claims.workspace_id == caller.workspace_id else None
 
-    async def revoke_token(self, caller: ClientCredentials, token: str) -> None:
+    async def revoke_token(self, caller: ClientRecord, token: str) -> None:
         """RFC 7009: revoke a token of the caller's workspace; anything else is ignored."""
-        claims = await self._claims_for(await self.authenticate_client(caller), token)
+        claims = await self._claims_for(caller, token)
         if claims is None:
             return
         await self._store.revoke_token(

@@ -4,6 +4,10 @@ The portable statements (SQLAlchemy Core) serve the API and SQLite. The router's
 PostgreSQL takes arrays instead (see :mod:`pg_batch`): one statement per kind of change, with a
 few parameters each, whatever the batch size. Both paths are tested by the same suite.
 
+Reads return the record's columns then ``sealed`` (:data:`STORED_COLUMNS`), which the
+:class:`~campaignflow.security.contact_fields.ContactCipher` opens; writes set ``sealed`` and
+``key_id`` beside them, and ``email`` identities hold blind-index digests.
+
 Bulk statements bind ``b_``-prefixed names for the row they address (SQLAlchemy reserves the
 column names of an UPDATE's SET clause).
 """
@@ -23,13 +27,17 @@ from campaignflow.store.tables import contacts
 # In the order of ContactRecord's fields, so a row builds a record positionally.
 CONTACT_FIELDS = tuple(field.name for field in fields(ContactRecord))
 CONTACT_COLUMNS = tuple(contacts.c[name] for name in CONTACT_FIELDS)
+#: What every read selects: the record's columns, then the sealed sensitive fields.
+STORED_COLUMNS = (*CONTACT_COLUMNS, contacts.c.sealed)
+#: What every write sets.
+WRITTEN_FIELDS = (*CONTACT_FIELDS, "sealed", "key_id")
 
 _CONTACT = (
     contacts.c.workspace_id == bindparam("workspace"),
     contacts.c.id == bindparam("contact"),
 )
 
-GET_CONTACT = select(*CONTACT_COLUMNS).where(*_CONTACT)
+GET_CONTACT = select(*STORED_COLUMNS).where(*_CONTACT)
 LOCK_CONTACT = GET_CONTACT.with_for_update()
 INSERT_CONTACTS = insert(contacts)
 DELETE_CONTACT = delete(contacts).where(*_CONTACT)
@@ -53,6 +61,8 @@ UPDATE_CONTACTS = (
         created_at=bindparam("created_at"),
         updated_at=bindparam("updated_at"),
         last_seen_at=bindparam("last_seen_at"),
+        sealed=bindparam("sealed"),
+        key_id=bindparam("key_id"),
     )
 )
 
@@ -88,7 +98,7 @@ DELETE_CONTACTS = delete(contacts).where(
 def lookup(keys: list[tuple[str, str, str]]) -> Select[Any]:
     """The owners of identities (kind, value, then the contact's columns), portable form."""
     return (
-        select(identities.c.kind, identities.c.value, *CONTACT_COLUMNS)
+        select(identities.c.kind, identities.c.value, *STORED_COLUMNS)
         .join(
             contacts,
             (contacts.c.workspace_id == identities.c.workspace_id)
@@ -104,7 +114,7 @@ def list_contacts(*, email: bool, user_id: bool, anonymous_id: bool, before: boo
     """Newest first (ids are time-ordered); ``before`` is the last id of the previous page.
     Each identity filter (parameters ``email``, ``user_id``, ``anonymous_id``) keeps the
     contact owning that identity. Parameters: workspace, limit."""
-    statement = select(*CONTACT_COLUMNS).where(contacts.c.workspace_id == bindparam("workspace"))
+    statement = select(*STORED_COLUMNS).where(contacts.c.workspace_id == bindparam("workspace"))
     for kind, wanted in (("email", email), ("user_id", user_id), ("anonymous_id", anonymous_id)):
         if wanted:
             owner = select(identities.c.contact_id).where(
@@ -118,9 +128,94 @@ def list_contacts(*, email: bool, user_id: bool, anonymous_id: bool, before: boo
     return statement.order_by(contacts.c.id.desc()).limit(bindparam("limit"))
 
 
+# A time trigger's audience, a page at a time in id order. Parameters: workspace, after, limit.
+CONTACT_PAGE = (
+    select(*STORED_COLUMNS)
+    .where(contacts.c.workspace_id == bindparam("workspace"), contacts.c.id > bindparam("after"))
+    .order_by(contacts.c.id)
+    .limit(bindparam("limit"))
+)
+
+# --------------------------------------------------------------------------- sealing old rows
+
+# Rows written before sensitive fields were sealed (migration 0006 marked them), in key order
+# after a cursor. Parameters: after_workspace, after_id, limit.
+PENDING_SEALING = (
+    select(*STORED_COLUMNS)
+    .where(
+        contacts.c.needs_sealing,
+        tuple_(contacts.c.workspace_id, contacts.c.id)
+        > tuple_(bindparam("after_workspace"), bindparam("after_id")),
+    )
+    .order_by(contacts.c.workspace_id, contacts.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update()
+)
+# Parameters: b_workspace, b_id, email, traits, sealed, key_id.
+SEAL_CONTACT = (
+    update(contacts)
+    .where(
+        contacts.c.workspace_id == bindparam("b_workspace"),
+        contacts.c.id == bindparam("b_id"),
+    )
+    .values(
+        email=bindparam("email"),
+        traits=bindparam("traits"),
+        sealed=bindparam("sealed"),
+        key_id=bindparam("key_id"),
+        needs_sealing=False,
+    )
+)
+# Email identities still holding an address (digests are base64url: they have no "@").
+# Parameters: workspace, contacts (expanding).
+PLAIN_EMAIL_IDENTITIES = select(identities.c.workspace_id, identities.c.value).where(
+    identities.c.workspace_id == bindparam("workspace"),
+    identities.c.contact_id.in_(bindparam("contacts", expanding=True)),
+    identities.c.kind == "email",
+    identities.c.value.contains("@"),
+)
+# Parameters: b_workspace, b_value (the address), digest.
+DIGEST_IDENTITY = (
+    update(identities)
+    .where(
+        identities.c.workspace_id == bindparam("b_workspace"),
+        identities.c.kind == "email",
+        identities.c.value == bindparam("b_value"),
+    )
+    .values(value=bindparam("digest"))
+)
+
+# --------------------------------------------------------------------------- key rotation
+
+# Sealed rows not under the active key, in key order after a cursor. Parameters: active,
+# after_workspace, after_id, limit.
+STALE_SEALED = (
+    select(contacts.c.workspace_id, contacts.c.id, contacts.c.sealed)
+    .where(
+        contacts.c.sealed.is_not(None),
+        contacts.c.key_id != bindparam("active"),
+        tuple_(contacts.c.workspace_id, contacts.c.id)
+        > tuple_(bindparam("after_workspace"), bindparam("after_id")),
+    )
+    .order_by(contacts.c.workspace_id, contacts.c.id)
+    .limit(bindparam("limit"))
+)
+# Compare-and-set: a contact written meanwhile keeps what that write sealed.
+# Parameters: b_workspace, b_id, old, new, new_key_id.
+REWRAP_SEALED = (
+    update(contacts)
+    .where(
+        contacts.c.workspace_id == bindparam("b_workspace"),
+        contacts.c.id == bindparam("b_id"),
+        contacts.c.sealed == bindparam("old"),
+    )
+    .values(sealed=bindparam("new"), key_id=bindparam("new_key_id"))
+)
+
+
 # --------------------------------------------------------------------------- PostgreSQL arrays
 
-_RETURNED = ", ".join(f"c.{name}" for name in CONTACT_FIELDS)
+_RETURNED = ", ".join(f"c.{name}" for name in (*CONTACT_FIELDS, "sealed"))
 
 PG_LOOKUP = f"""
 SELECT i.kind, i.value, {_RETURNED}
@@ -160,23 +255,24 @@ WHERE i.workspace_id = m.workspace_id AND i.contact_id = m.absorbed
 
 PG_INSERT_CONTACTS = """
 INSERT INTO contacts (workspace_id, id, user_id, email, timezone, traits, created_at,
-                      updated_at, last_seen_at)
+                      updated_at, last_seen_at, sealed, key_id)
 SELECT workspace_id, id, user_id, email, timezone, traits::jsonb, created_at, updated_at,
-       last_seen_at
+       last_seen_at, sealed, key_id
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
+            $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[])
      AS v(workspace_id, id, user_id, email, timezone, traits, created_at, updated_at,
-          last_seen_at)
+          last_seen_at, sealed, key_id)
 """
 
 PG_UPDATE_CONTACTS = """
 UPDATE contacts AS c
 SET user_id = v.user_id, email = v.email, timezone = v.timezone, traits = v.traits::jsonb,
-    created_at = v.created_at, updated_at = v.updated_at, last_seen_at = v.last_seen_at
+    created_at = v.created_at, updated_at = v.updated_at, last_seen_at = v.last_seen_at,
+    sealed = v.sealed, key_id = v.key_id
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
+            $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[])
      AS v(workspace_id, id, user_id, email, timezone, traits, created_at, updated_at,
-          last_seen_at)
+          last_seen_at, sealed, key_id)
 WHERE c.workspace_id = v.workspace_id AND c.id = v.id
 """
 

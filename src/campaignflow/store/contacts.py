@@ -4,12 +4,17 @@ resolution (:meth:`ContactStore.resolve_events`).
 Every statement filters by ``workspace_id``. An identity is claimed by inserting its row: the
 primary key (workspace, kind, value) makes one identity belong to one contact, whoever gets
 there first, without a read-then-write race.
+
+Sensitive fields go through the :class:`ContactCipher` handed in: every row read is opened,
+every row written sealed, and an email identity is stored (and looked up) as its blind-index
+digest. Records above this module never see a digest or a sealed value.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.contacts import (
     ContactChange,
+    ContactKey,
     ContactRecord,
     IdentityKey,
     NewContact,
@@ -26,6 +32,7 @@ from campaignflow.domain.contacts import (
 from campaignflow.domain.events import Event
 from campaignflow.domain.identity_resolution import BatchResolver, ResolutionPlan, identity_keys
 from campaignflow.errors import AlreadyExists, NotFound, StorageError
+from campaignflow.security.contact_fields import ContactCipher, StoredContact
 from campaignflow.store import contact_sql as sql
 from campaignflow.store import pg_batch as pg
 from campaignflow.store.database import Database
@@ -43,11 +50,27 @@ class _IdentityTaken(Exception):
     """Another transaction claimed an identity this batch meant to insert."""
 
 
-class ContactStore:
-    """Contacts on a :class:`Database`."""
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """A resolution plan as stored: identities by stored value, contacts with their columns."""
 
-    def __init__(self, database: Database) -> None:
+    absorbed: builtins.list[tuple[str, str, str]]
+    removed_identities: builtins.list[IdentityKey]
+    new_identities: builtins.list[tuple[str, str, str, str]]
+    inserts: builtins.list[tuple[ContactRecord, StoredContact]]
+    updates: builtins.list[tuple[ContactRecord, StoredContact]]
+
+
+class ContactStore:
+    """Contacts on a :class:`Database`, their sensitive fields sealed by ``cipher``."""
+
+    def __init__(self, database: Database, cipher: ContactCipher) -> None:
         self._db = database
+        self._cipher = cipher
+
+    @property
+    def cipher(self) -> ContactCipher:
+        return self._cipher
 
     # ------------------------------------------------------------------ the API
 
@@ -57,9 +80,10 @@ class ContactStore:
             new.workspace_id, new_id(), new.user_id, new.email, new.timezone,
             dict(new.traits), now, now, None,
         )  # fmt: skip
+        stored = self._cipher.seal(record)
         async with self._db.transaction() as connection:
             await self._claim(connection, new.identities(), record.id, now)
-            await connection.execute(sql.INSERT_CONTACTS, [_contact_row(record)])
+            await connection.execute(sql.INSERT_CONTACTS, [_contact_row(record, stored)])
         return record
 
     async def get(self, workspace_id: str, contact_id: str) -> ContactRecord:
@@ -68,7 +92,7 @@ class ContactStore:
             row = (await connection.execute(sql.GET_CONTACT, params)).first()
         if row is None:
             raise _not_found(contact_id)
-        return ContactRecord(**row._mapping)
+        return self._open(row)[0]
 
     async def list(
         self,
@@ -90,7 +114,7 @@ class ContactStore:
         )
         params = {
             "workspace": workspace_id,
-            "email": email,
+            "email": None if email is None else self._cipher.email_digest(email),
             "user_id": user_id,
             "anonymous_id": anonymous_id,
             "before": before,
@@ -99,7 +123,7 @@ class ContactStore:
         used = {key: value for key, value in params.items() if value is not None}
         async with self._db.read() as connection:
             rows = (await connection.execute(statement, used)).all()
-        return [ContactRecord(**row._mapping) for row in rows]
+        return [self._open(row)[0] for row in rows]
 
     async def update(
         self, workspace_id: str, contact_id: str, change: ContactChange, now: datetime
@@ -111,13 +135,15 @@ class ContactStore:
             row = (await connection.execute(sql.LOCK_CONTACT, params)).first()
             if row is None:
                 raise _not_found(contact_id)
-            before = ContactRecord(**row._mapping)
+            before, stored = self._open(row)
             after = apply_change(before, change, now)
             removed, added = changed_identities(before, after)
             if removed:
-                await connection.execute(sql.DELETE_IDENTITY, [_key_params(k) for k in removed])
+                gone = [_key_params(self._cipher.stored_key(key)) for key in removed]
+                await connection.execute(sql.DELETE_IDENTITY, gone)
             await self._claim(connection, added, contact_id, now)
-            await connection.execute(sql.UPDATE_CONTACTS, [_update_params(after)])
+            written = self._cipher.seal(after, stored)
+            await connection.execute(sql.UPDATE_CONTACTS, [_update_params(after, written)])
         return after
 
     async def delete(self, workspace_id: str, contact_id: str) -> None:
@@ -137,10 +163,11 @@ class ContactStore:
     ) -> None:
         if not keys:
             return
-        rows = [_identity_row(key, contact_id, now) for key in keys]
+        stored = [self._cipher.stored_key(key) for key in keys]
+        rows = [_identity_row(key, contact_id, now) for key in stored]
         statement = sql.INSERT_IDENTITIES[self._db.dialect]
         inserted = {tuple(row) for row in (await connection.execute(statement, rows)).all()}
-        taken = [key for key in keys if key not in inserted]
+        taken = [key for key, row in zip(keys, stored, strict=True) if row not in inserted]
         if taken:
             _, kind, value = taken[0]
             raise AlreadyExists(f"Another contact already has the {_KIND_NAMES[kind]} {value!r}.")
@@ -166,14 +193,14 @@ class ContactStore:
             return []
         keys = sorted(identity_keys(events))
         for _ in range(_RESOLVE_ATTEMPTS):
-            contacts, owners = await self._load(connection, keys)
+            contacts, owners, stored = await self._load(connection, keys)
             resolver = BatchResolver(contacts, owners, looked_up=keys, now=now, new_id=new_id)
             for event in events:
                 resolver.apply(event)
             plan = resolver.plan()
             try:
                 async with connection.begin_nested():
-                    await self._write(connection, plan, now)
+                    await self._write(connection, self._stored_writes(plan, stored), now)
             except _IdentityTaken:
                 continue
             return plan.records
@@ -184,33 +211,67 @@ class ContactStore:
 
     async def _load(
         self, connection: AsyncConnection, keys: Sequence[IdentityKey]
-    ) -> tuple[builtins.list[ContactRecord], dict[IdentityKey, str]]:
-        """The contacts owning ``keys`` (locked until the transaction ends) and the owners."""
+    ) -> tuple[
+        builtins.list[ContactRecord], dict[IdentityKey, str], dict[ContactKey, StoredContact]
+    ]:
+        """The contacts owning ``keys`` (locked until the transaction ends), the owners, and
+        each contact's stored columns (so an unchanged sealed document is not sealed again)."""
+        by_stored = {self._cipher.stored_key(key): key for key in keys}
+        lookup = sorted(by_stored)
         rows: builtins.list[Any] = []
         if self._db.dialect == "postgresql":
-            rows = await pg.fetch(connection, sql.PG_LOOKUP, *_columns(keys, 3))
+            rows = await pg.fetch(connection, sql.PG_LOOKUP, *_columns(lookup, 3))
         else:
-            for start in range(0, len(keys), _SQLITE_KEYS_PER_LOOKUP):
-                chunk = builtins.list(keys[start : start + _SQLITE_KEYS_PER_LOOKUP])
+            for start in range(0, len(lookup), _SQLITE_KEYS_PER_LOOKUP):
+                chunk = builtins.list(lookup[start : start + _SQLITE_KEYS_PER_LOOKUP])
                 rows.extend((await connection.execute(sql.lookup(chunk))).all())
-        contacts: dict[tuple[str, str], ContactRecord] = {}
+        contacts: dict[ContactKey, ContactRecord] = {}
+        stored: dict[ContactKey, StoredContact] = {}
         owners: dict[IdentityKey, str] = {}
         for kind, value, workspace, contact_id, *rest in rows:  # columns: see sql.lookup
-            owners[(workspace, kind, value)] = contact_id
+            owners[by_stored[(workspace, kind, value)]] = contact_id
             if (workspace, contact_id) not in contacts:
-                contacts[(workspace, contact_id)] = ContactRecord(workspace, contact_id, *rest)
-        return builtins.list(contacts.values()), owners
+                record = ContactRecord(workspace, contact_id, *rest[:-1])
+                contacts[record.key], stored[record.key] = self._cipher.open(record, rest[-1])
+        return builtins.list(contacts.values()), owners, stored
 
-    async def _write(
-        self, connection: AsyncConnection, plan: ResolutionPlan, now: datetime
-    ) -> None:
+    def _stored_writes(
+        self, plan: ResolutionPlan, stored: dict[ContactKey, StoredContact]
+    ) -> _Writes:
+        cipher = self._cipher
+        return _Writes(
+            absorbed=plan.absorbed,
+            removed_identities=[cipher.stored_key(key) for key in plan.removed_identities],
+            new_identities=[
+                (workspace, kind, cipher.identity_value(kind, value), contact_id)
+                for workspace, kind, value, contact_id in plan.new_identities
+            ],
+            inserts=[(record, cipher.seal(record)) for record in plan.inserts],
+            updates=[(c, cipher.seal(c, stored.get(c.key))) for c in plan.updates],
+        )
+
+    async def _write(self, connection: AsyncConnection, writes: _Writes, now: datetime) -> None:
         """Merged identities move, dropped ones go, new ones are claimed (raising
         :class:`_IdentityTaken` if one was taken meanwhile), then the contacts are written."""
         write = _write_pg if self._db.dialect == "postgresql" else _write_portable
-        await write(connection, plan, now)
+        await write(connection, writes, now)
+
+    # ------------------------------------------------------------------ time triggers
+
+    async def page_after(
+        self, connection: AsyncConnection, workspace_id: str, cursor: str | None, limit: int
+    ) -> builtins.list[ContactRecord]:
+        """A time trigger's audience: up to ``limit`` contacts after ``cursor``, in id order."""
+        params = {"workspace": workspace_id, "after": cursor or "", "limit": limit}
+        rows = (await connection.execute(sql.CONTACT_PAGE, params)).all()
+        return [self._open(row)[0] for row in rows]
+
+    def _open(self, row: Any) -> tuple[ContactRecord, StoredContact]:
+        """A row of :data:`sql.STORED_COLUMNS` as its record (sealed fields put back)."""
+        return self._cipher.open(ContactRecord(*row[:-1]), row[-1])
 
 
-async def _write_portable(connection: AsyncConnection, plan: ResolutionPlan, now: datetime) -> None:
+async def _write_portable(connection: AsyncConnection, plan: _Writes, now: datetime) -> None:
     """The writes as SQLAlchemy Core statements, each executed many times (SQLite)."""
     if plan.absorbed:
         moves = [{"b_workspace": w, "b_absorbed": a, "b_survivor": s} for w, a, s in plan.absorbed]
@@ -224,15 +285,15 @@ async def _write_portable(connection: AsyncConnection, plan: ResolutionPlan, now
         if len(result.all()) < len(rows):
             raise _IdentityTaken
     if plan.inserts:
-        await connection.execute(sql.INSERT_CONTACTS, [_contact_row(c) for c in plan.inserts])
+        await connection.execute(sql.INSERT_CONTACTS, [_contact_row(*c) for c in plan.inserts])
     if plan.updates:
-        await connection.execute(sql.UPDATE_CONTACTS, [_update_params(c) for c in plan.updates])
+        await connection.execute(sql.UPDATE_CONTACTS, [_update_params(*c) for c in plan.updates])
     if plan.absorbed:
         gone = [{"b_workspace": w, "b_id": a} for w, a, _ in plan.absorbed]
         await connection.execute(sql.DELETE_CONTACTS, gone)
 
 
-async def _write_pg(connection: AsyncConnection, plan: ResolutionPlan, now: datetime) -> None:
+async def _write_pg(connection: AsyncConnection, plan: _Writes, now: datetime) -> None:
     """The same writes as the portable path, as array statements."""
     if plan.absorbed:
         await pg.execute(connection, sql.PG_MOVE_IDENTITIES, *_columns(plan.absorbed, 3))
@@ -268,26 +329,33 @@ def _columns(rows: Iterable[Sequence[Any]], width: int) -> builtins.list[builtin
     return columns
 
 
-def _contact_columns(contacts: Sequence[ContactRecord]) -> builtins.list[builtins.list[Any]]:
+def _contact_columns(
+    contacts: Sequence[tuple[ContactRecord, StoredContact]],
+) -> builtins.list[builtins.list[Any]]:
     return [
-        [c.workspace_id for c in contacts],
-        [c.id for c in contacts],
-        [c.user_id for c in contacts],
-        [c.email for c in contacts],
-        [c.timezone for c in contacts],
-        [pg.json_text(c.traits) for c in contacts],
-        [c.created_at for c in contacts],
-        [c.updated_at for c in contacts],
-        [c.last_seen_at for c in contacts],
+        [c.workspace_id for c, _ in contacts],
+        [c.id for c, _ in contacts],
+        [c.user_id for c, _ in contacts],
+        [s.email for _, s in contacts],
+        [c.timezone for c, _ in contacts],
+        [pg.json_text(s.traits) for _, s in contacts],
+        [c.created_at for c, _ in contacts],
+        [c.updated_at for c, _ in contacts],
+        [c.last_seen_at for c, _ in contacts],
+        [s.sealed for _, s in contacts],
+        [s.key_id for _, s in contacts],
     ]
 
 
-def _contact_row(record: ContactRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in sql.CONTACT_FIELDS}
+def _contact_row(record: ContactRecord, stored: StoredContact) -> dict[str, Any]:
+    row = {name: getattr(record, name) for name in sql.CONTACT_FIELDS}
+    row.update(email=stored.email, traits=stored.traits, sealed=stored.sealed)
+    row["key_id"] = stored.key_id
+    return row
 
 
-def _update_params(record: ContactRecord) -> dict[str, Any]:
-    row = _contact_row(record)
+def _update_params(record: ContactRecord, stored: StoredContact) -> dict[str, Any]:
+    row = _contact_row(record, stored)
     row["b_workspace"] = row.pop("workspace_id")
     row["b_id"] = row.pop("id")
     return row

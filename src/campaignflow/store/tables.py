@@ -231,7 +231,22 @@ contacts = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("last_seen_at", UTCDateTime(), nullable=True),
+    # Migration 0006: the sensitive fields (security.contact_fields), sealed for the contact;
+    # null when it has none. key_id names the KEK wrapping it (rotate-key selects by it).
+    Column("sealed", Text(), nullable=True),
+    Column("key_id", String(64), nullable=True),
+    # True on rows written before 0006 (plaintext fields, address identities), until
+    # store.contact_sealing has sealed them; null afterwards and on every new row.
+    Column("needs_sealing", Boolean(), nullable=True),
     PrimaryKeyConstraint("workspace_id", "id"),
+)
+# Only the rows still to seal: a start-up with nothing left to seal reads an empty index.
+Index(
+    "ix_contacts_needs_sealing",
+    contacts.c.workspace_id,
+    contacts.c.id,
+    postgresql_where=contacts.c.needs_sealing.is_(True),
+    sqlite_where=contacts.c.needs_sealing.is_(True),
 )
 
 # Every way a contact is known: its userId, each anonymousId, its email (lower-cased). The key

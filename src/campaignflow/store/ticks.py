@@ -21,10 +21,7 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaignflow.domain.contacts import ContactRecord
-from campaignflow.store.contact_sql import CONTACT_COLUMNS
 from campaignflow.store.database import Database
-from campaignflow.store.tables import contacts
 from campaignflow.store.tables import trigger_ticks as ticks
 
 
@@ -109,14 +106,6 @@ PRUNE = delete(ticks).where(
     ticks.c.completed_at.is_not(None), ticks.c.tick_at < bindparam("before")
 )
 
-# The fan-out's audience, a page at a time in id order. Parameters: workspace, after, limit.
-CONTACT_PAGE = (
-    select(*CONTACT_COLUMNS)
-    .where(contacts.c.workspace_id == bindparam("workspace"), contacts.c.id > bindparam("after"))
-    .order_by(contacts.c.id)
-    .limit(bindparam("limit"))
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Held:
@@ -187,14 +176,6 @@ class TickStore:
         params = {**key.params(), "owner": owner, "until": until}
         row = (await connection.execute(HOLD, params)).first()
         return None if row is None else Held(row[0])
-
-    @staticmethod
-    async def contacts_after(
-        connection: AsyncConnection, workspace_id: str, cursor: str | None, limit: int
-    ) -> list[ContactRecord]:
-        params = {"workspace": workspace_id, "after": cursor or "", "limit": limit}
-        rows = (await connection.execute(CONTACT_PAGE, params)).all()
-        return [ContactRecord(*row) for row in rows]
 
     @staticmethod
     async def advance(

@@ -23,6 +23,7 @@ from campaignflow.domain.schedules import format_timestamp
 from campaignflow.domain.triggers import TimeTrigger
 from campaignflow.engine.clock import Clock
 from campaignflow.store.admission import AdmissionStore, DedupClaim, EntryClaim
+from campaignflow.store.contacts import ContactStore
 from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore, NewExecution, new_records
 from campaignflow.store.ids import new_id
@@ -104,6 +105,7 @@ class FanOutStores:
     ticks: TickStore
     admission: AdmissionStore
     executions: ExecutionStore
+    contacts: ContactStore  # the audience (its sensitive fields opened)
 
 
 @dataclass(slots=True)
@@ -154,7 +156,7 @@ class FanOut:
             held = await TickStore.hold(connection, key, owner=self.owner, until=until)
             if held is None:
                 return None
-            contacts = await TickStore.contacts_after(
+            contacts = await self._stores.contacts.page_after(
                 connection, key.workspace_id, held.cursor, size
             )
             page = FanOutOutcome(pages=1, contacts=len(contacts), completed=len(contacts) < size)

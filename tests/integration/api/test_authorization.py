@@ -17,7 +17,7 @@ from campaignflow.api.auth import Authorize, require_writer
 from campaignflow.security.rbac import ROLE_PERMISSIONS, Permission, Role
 from campaignflow.store.database import Database
 from tests._support.routes import served_routes
-from tests.integration.api.conftest import TOKEN, make_settings, workflow
+from tests.integration.api.conftest import TOKEN, ClientFactory, make_settings, workflow
 
 # Routes anyone may call: health, the API description, and OAuth's own endpoints (which
 # authenticate the client in their body or Basic header, as RFC 6749 prescribes).
@@ -243,3 +243,30 @@ async def test_bad_access_requests_point_at_the_field(roles: tuple[FastAPI, Role
     assert cidr.status_code == 422
     assert cidr.json()["errors"][0]["pointer"] == "/allowedCidrs"
     assert "host bits" in cidr.json()["errors"][0]["detail"]
+
+
+async def test_each_credential_and_each_guessing_address_has_its_own_rate_limit(
+    app_client: ClientFactory,
+) -> None:
+    limits = {
+        "enabled": True,
+        "burst": 4,
+        "requests_per_second": 0.01,
+        "anonymous_burst": 2,
+        "anonymous_requests_per_second": 0.01,
+    }
+    async with app_client(make_settings(rate_limit=limits)) as http:
+        other = await make_key(http, Role.VIEWER)  # the owner's first two requests
+        statuses = [(await http.get("/api/v1/workflows")).status_code for _ in range(2)]
+        limited = await http.get("/api/v1/workflows")
+        fresh = await http.get("/api/v1/workflows", headers={"Authorization": f"Bearer {other}"})
+        guesses = [
+            (await http.get("/api/v1/workflows", headers={"Authorization": "Bearer nope"}))
+            for _ in range(3)
+        ]
+    assert statuses == [200, 200]
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.json()["type"].endswith("rate-limited")
+    assert fresh.status_code == 200  # another credential, another bucket
+    assert [g.status_code for g in guesses] == [401, 401, 429]

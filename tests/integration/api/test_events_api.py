@@ -17,6 +17,7 @@ from campaignflow.api.app import create_app
 from campaignflow.bus.redis_streams import RedisStreamBus
 from campaignflow.engine.runtime import Engine
 from campaignflow.store.database import Database
+from tests._support.ciphers import contact_cipher
 from tests.integration.api.conftest import TOKEN, ClientFactory, make_settings, workflow
 
 CART_FLOW = workflow(
@@ -186,7 +187,7 @@ async def test_a_full_backlog_answers_429_with_retry_after_and_takes_nothing(
     client = Redis.from_url(redis_url)
     prefix = f"cf-test-{secrets.token_hex(4)}"
     bus = RedisStreamBus(client, shards=1, prefix=prefix, max_backlog=2, retry_after_seconds=7)
-    engine = Engine.on(database, bus=bus)
+    engine = Engine.on(database, bus=bus, contact_cipher=contact_cipher())
     app = create_app(make_settings(), database=database, engine=engine)
     try:
         async with app.router.lifespan_context(app):

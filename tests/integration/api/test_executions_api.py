@@ -19,6 +19,7 @@ from campaignflow.engine.clock import ManualClock
 from campaignflow.engine.runtime import Engine, builtin_executors
 from campaignflow.engine.worker import Worker
 from campaignflow.store.database import Database
+from tests._support.ciphers import contact_cipher
 from tests.integration.api.conftest import TOKEN, make_settings, token_for, workflow
 
 PROBLEM = "application/problem+json"
@@ -79,7 +80,7 @@ class Api:
 @pytest.fixture
 async def api(database: Database) -> AsyncIterator[Api]:
     clock = ManualClock(START)
-    engine = Engine.on(database, clock=clock)
+    engine = Engine.on(database, clock=clock, contact_cipher=contact_cipher())
     app = create_app(make_settings(), database=database, engine=engine)
     executors, http = builtin_executors()
     try:
@@ -711,7 +712,7 @@ async def test_another_workspace_sees_none_of_it(api: Api, database: Database) -
     execution_id = await api.start("flaky")
     await api.drain()
     (letter,) = await api.dead_letters()
-    engine = Engine.on(database, clock=api.clock)
+    engine = Engine.on(database, clock=api.clock, contact_cipher=contact_cipher())
     other_app = create_app(make_settings("globex"), database=database, engine=engine)
     async with (
         other_app.router.lifespan_context(other_app),

@@ -13,6 +13,7 @@ from campaignflow.engine.clock import SystemClock
 from campaignflow.engine.options import WorkerOptions
 from campaignflow.engine.runtime import Engine
 from campaignflow.store.database import Database
+from tests._support.ciphers import contact_cipher
 from tests.integration.engine.conftest import WORKSPACE, Harness, workflow
 
 ONE_NODE = workflow("one", [{"id": "done", "type": "end"}])
@@ -94,7 +95,9 @@ async def _deploy_one(engine: Engine) -> None:
 
 
 async def test_an_in_process_signal_wakes_an_idle_worker(database: Database) -> None:
-    engine = Engine.on(database, clock=SystemClock(), wakeup=InProcessWakeup())
+    engine = Engine.on(
+        database, clock=SystemClock(), wakeup=InProcessWakeup(), contact_cipher=contact_cipher()
+    )
     await _deploy_one(engine)
 
     elapsed = await _idle_worker_picks_up(database, engine, engine)
@@ -108,8 +111,10 @@ async def test_notify_wakes_a_worker_in_another_process(postgres_database_url: s
     commit) reaches the worker's LISTEN connection; they share no in-process object."""
     worker_db = Database.from_url(postgres_database_url)
     writer_db = Database.from_url(postgres_database_url)
-    worker_engine = Engine.on(worker_db, wakeup=PostgresWakeup(worker_db))
-    writer_engine = Engine.on(writer_db, wakeup=InProcessWakeup())
+    worker_engine = Engine.on(
+        worker_db, wakeup=PostgresWakeup(worker_db), contact_cipher=contact_cipher()
+    )
+    writer_engine = Engine.on(writer_db, wakeup=InProcessWakeup(), contact_cipher=contact_cipher())
     try:
         await _deploy_one(writer_engine)
         elapsed = await _idle_worker_picks_up(worker_db, worker_engine, writer_engine)

@@ -393,7 +393,9 @@ async def test_a_revocation_reaches_another_process_within_the_status_cache_time
     keys = SigningKeys(store, SEALER, RotationPolicy.from_settings(settings))
     other = OAuthService(store, keys, settings, monotonic=lambda: ticks[0])
     credentials = ClientCredentials(client["clientId"], client["clientSecret"])
-    issued = await other.issue_token(credentials, "client_credentials", None)
+    issued = await other.issue_token(
+        await other.authenticate_client(credentials), "client_credentials", None
+    )
     assert await other.verify_access_token(issued.access_token)
 
     revoker = OAuthService.build(database, make_settings().oauth, SEALER)

@@ -29,6 +29,7 @@ from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.triggers.batch import BatchOutcome
 from campaignflow.triggers.router import EventRouter
+from tests._support.ciphers import contact_cipher
 
 WORKSPACE = "acme"
 START = datetime(2026, 3, 27, 8, 0, tzinfo=UTC)
@@ -120,7 +121,13 @@ def executors() -> ExecutorRegistry:
 async def routing(database: Database, executors: ExecutorRegistry) -> AsyncIterator[Routing]:
     """Closes the engine's bus afterwards, as a process would."""
     clock = ManualClock(START)
-    engine = Engine.on(database, clock=clock, wakeup=InProcessWakeup(), bus=InProcessBus())
+    engine = Engine.on(
+        database,
+        clock=clock,
+        wakeup=InProcessWakeup(),
+        bus=InProcessBus(),
+        contact_cipher=contact_cipher(),
+    )
     await engine.workflows.ensure_workspace(WORKSPACE, "Acme")
     await engine.workflows.ensure_workspace("other", "Other")
     worker = engine.worker(executors, WorkerOptions(batch_size=50, lanes=1))

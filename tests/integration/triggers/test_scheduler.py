@@ -28,6 +28,7 @@ from campaignflow.engine.runtime import Engine
 from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.admission import AdmissionStore
+from campaignflow.store.contacts import ContactStore
 from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore
 from campaignflow.store.tables import tasks, trigger_ticks
@@ -41,6 +42,7 @@ from campaignflow.triggers.scheduler import (
     start_scheduler,
     stop_scheduler,
 )
+from tests._support.ciphers import contact_cipher
 
 WORKSPACE = "acme"
 OTHER = "other"
@@ -71,11 +73,14 @@ class Scheduling:
         """A scheduler as another worker would run it: its own caches (and, optionally, its
         own connection pool and execution store)."""
         database = database or self.database
-        engine = Engine.on(database, clock=self.clock, wakeup=InProcessWakeup())
+        engine = Engine.on(
+            database, clock=self.clock, wakeup=InProcessWakeup(), contact_cipher=contact_cipher()
+        )
         stores = FanOutStores(
             TickStore(database),
             AdmissionStore(database.dialect),
             executions or ExecutionStore(database),
+            ContactStore(database, contact_cipher()),
         )
         return TimeScheduler(
             database,
@@ -131,7 +136,13 @@ class Scheduling:
 @pytest.fixture
 async def scheduling(database: Database) -> AsyncIterator[Scheduling]:
     clock = ManualClock(START)
-    engine = Engine.on(database, clock=clock, wakeup=InProcessWakeup(), bus=InProcessBus())
+    engine = Engine.on(
+        database,
+        clock=clock,
+        wakeup=InProcessWakeup(),
+        bus=InProcessBus(),
+        contact_cipher=contact_cipher(),
+    )
     # Workflows and triggers record when they changed on the test's clock: a time trigger
     # fires no tick from before its workflow was activated.
     engine = dataclasses.replace(engine, workflows=WorkflowStore(database, clock=clock.now))

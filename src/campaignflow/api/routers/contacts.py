@@ -32,9 +32,9 @@ ContactId = Annotated[str, Path(max_length=64, description="The contact's id.")]
 
 
 async def get_contact_service(request: Request) -> ContactService:
-    """The service on the app's database (the store holds nothing else, so building it per
-    request costs two small objects)."""
-    return ContactService(ContactStore(request.app.state.database))
+    """The service on the engine's contact store (which seals their sensitive fields)."""
+    contacts: ContactStore = request.app.state.contacts
+    return ContactService(contacts)
 
 
 Contacts = Annotated[ContactService, Depends(get_contact_service)]

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from campaignflow.api.auth import request_address
 from campaignflow.api.body import read_body
 from campaignflow.api.oauth_schemas import (
     CLIENT_AUTH_FIELDS,
@@ -31,9 +32,14 @@ from campaignflow.api.oauth_schemas import (
 from campaignflow.api.problems import ProblemError
 from campaignflow.config import Settings
 from campaignflow.security.jwt_tokens import scope_text
+from campaignflow.security.network import allowed, parse_cidrs
+from campaignflow.security.principal import Credential, CredentialKind, Principal
+from campaignflow.security.rbac import Role, parse_scopes
 from campaignflow.security.sealing import Sealer
+from campaignflow.services.access import AccessService
 from campaignflow.services.oauth import ClientCredentials, OAuthError, OAuthService
 from campaignflow.store.database import Database
+from campaignflow.store.oauth import ClientRecord
 
 router = APIRouter(tags=["oauth"])
 
@@ -136,6 +142,34 @@ async def _read_form(request: Request) -> _Form:
     return _Form(fields, _basic_credentials(request))
 
 
+async def _admit(request: Request, service: OAuthService, form: _Form) -> ClientRecord:
+    """Authenticate the client, name it for the audit log, and apply the IP allowlists of the
+    client and its workspace, as for every other credential."""
+    client = await service.authenticate_client(form.credentials())
+    request.state.principal = Principal(
+        workspace_id=client.workspace_id,
+        subject=client.principal_id,
+        role=Role(client.role),
+        credential=Credential(
+            CredentialKind.OAUTH,
+            client.client_id,
+            parse_scopes(client.scopes),
+            client.allowed_cidrs,
+        ),
+    )
+    address = request_address(request)
+    access: AccessService = request.app.state.access
+    workspace = await access.store.workspace_cidrs(client.workspace_id)
+    for cidrs, whose in ((workspace, "workspace"), (client.allowed_cidrs, "client")):
+        if cidrs is not None and not allowed(address, parse_cidrs(list(cidrs))):
+            raise OAuthError(
+                "unauthorized_client",
+                f"Requests from {address or 'an unknown address'} are not allowed by the "
+                f"{whose}'s IP allowlist.",
+            )
+    return client
+
+
 async def _answer(request: Request, handle: Callable[[_Form], Awaitable[Response]]) -> Response:
     """Run ``handle`` on the parsed form; OAuth errors become RFC 6749 §5.2 responses."""
     try:
@@ -172,8 +206,9 @@ async def token(request: Request, service: OAuth) -> Response:
     format (`error`, `error_description`), not problem+json."""
 
     async def handle(form: _Form) -> Response:
+        client = await _admit(request, service, form)
         issued = await service.issue_token(
-            form.credentials(), form.fields.get("grant_type"), form.fields.get("scope")
+            client, form.fields.get("grant_type"), form.fields.get("scope")
         )
         body = TokenResponse(
             access_token=issued.access_token,
@@ -204,7 +239,8 @@ async def introspect(request: Request, service: OAuth) -> Response:
     workspace). Errors use the OAuth format, not problem+json."""
 
     async def handle(form: _Form) -> Response:
-        claims = await service.introspect(form.credentials(), form.required("token"))
+        client = await _admit(request, service, form)
+        claims = await service.introspect(client, form.required("token"))
         body = Introspection.of(claims, service.policy)
         return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
 
@@ -223,7 +259,8 @@ async def revoke(request: Request, service: OAuth) -> Response:
     unknown token. Errors use the OAuth format, not problem+json."""
 
     async def handle(form: _Form) -> Response:
-        await service.revoke_token(form.credentials(), form.required("token"))
+        client = await _admit(request, service, form)
+        await service.revoke_token(client, form.required("token"))
         return Response(status_code=HTTPStatus.OK, headers=NO_STORE)
 
     return await _answer(request, handle)
