@@ -40,6 +40,9 @@ from _common import (
     percentile,
     postgres_server,
 )
+from campaignflow.security.contact_fields import ContactCipher
+from campaignflow.security.key_file import load_blind_index, load_key_ring
+from campaignflow.security.settings import EncryptionSettings
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore, NewExecution
@@ -101,12 +104,20 @@ async def completed(database: Database) -> int:
         return int((await connection.execute(statement)).scalar_one())
 
 
+def bench_cipher() -> ContactCipher:
+    """The cipher the worker processes build from the bench's master key."""
+    encryption = EncryptionSettings.model_validate({"master_key": BENCH_MASTER_KEY})
+    return ContactCipher(
+        load_key_ring(encryption), load_blind_index(encryption), encryption.sensitive_contact_fields
+    )
+
+
 async def throughput(
     database: Database, workflow_id: str, backlog: int, *, env: dict[str, str], workers: int
 ) -> float:
     """Workers start and go idle first; the backlog then appears in one transaction, and the
     clock runs from its commit to the last completion (start-up is not counted)."""
-    store = ExecutionStore(database)
+    store = ExecutionStore(database, bench_cipher())
     command = [sys.executable, "-m", "campaignflow", "worker"]
     with contextlib_all([process(command, env) for _ in range(workers)]):
         await asyncio.sleep(4)  # imported, schema checked, idle
@@ -142,7 +153,7 @@ async def latency(
     env: dict[str, str],
     workers: int,
 ) -> list[float]:
-    store = ExecutionStore(database)
+    store = ExecutionStore(database, bench_cipher())
     command = [sys.executable, "-m", "campaignflow", "worker"]
     first = 10_000_000
     with contextlib_all([process(command, env) for _ in range(workers)]):

@@ -219,6 +219,7 @@ async def _up(setup: EmbeddedSetup, host: str, port: int, examples: Path | None)
     settings = setup.settings
     database = runtime.open_database(settings)
     await upgrade(database)
+    await runtime.seal_plaintext(database, settings)
     setup = runtime.EmbeddedSetup(settings, await runtime.bootstrap_credential(database, settings))
     if examples is not None:
         files = _check_folder(examples)
@@ -510,8 +511,10 @@ def rotate_key(
     verb = "added and activated" if report.new_key else "active"
     out.print(f"key {report.active_key_id} {verb}")
     out.print(
-        f"re-wrapped {report.secrets_rewrapped} secret(s) and "
-        f"{report.signing_keys_rewrapped} signing key(s)"
+        f"re-wrapped {report.secrets_rewrapped} secret(s), "
+        f"{report.signing_keys_rewrapped} signing key(s), {report.contacts_rewrapped} "
+        f"contact(s), {report.executions_rewrapped} execution(s) and "
+        f"{report.events_rewrapped} event(s)"
     )
     if report.note:
         err.print(f"[yellow]note:[/yellow] {report.note}")

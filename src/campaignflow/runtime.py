@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,10 +33,13 @@ from campaignflow.services.workflows import ApplyOutcome, WorkflowService
 from campaignflow.store.access import AccessStore
 from campaignflow.store.database import Database
 from campaignflow.store.migrate import head_revision, schema_mismatch, upgrade
+from campaignflow.store.record_sealing import seal_plaintext_records
 from campaignflow.store.workflows import WorkflowStore
 from campaignflow.triggers.runner import consumer_name, start_router, stop_router
 from campaignflow.triggers.scheduler import start_scheduler, stop_scheduler
 from campaignflow.workflow_files import WorkflowFile
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,18 @@ def tune_garbage_collector() -> None:
 
 def open_database(settings: Settings) -> Database:
     return Database.from_url(settings.resolved_database_url)
+
+
+async def seal_plaintext(database: Database, settings: Settings) -> None:
+    """Seal what was stored in plaintext before the schema sealed it (contacts, executions and
+    events written before migrations 0006 and 0007). Run by every role holding the keys (``up``,
+    ``serve``, ``worker``) at start; resumable and idempotent, and a no-op once done, so they
+    may all run it at once."""
+    sealed = await seal_plaintext_records(
+        database, contact_cipher_from(settings), settings.encryption.rewrap_batch_size
+    )
+    if sealed:
+        logger.info("sealed the sensitive fields of older rows", extra={"rows": sealed})
 
 
 async def migrate(settings: Settings) -> str:
@@ -208,6 +224,7 @@ async def serve_worker(settings: Settings) -> None:
     database = Database.from_url(settings.resolved_database_url, pre_ping=False)
     try:
         await require_current_schema(database)
+        await seal_plaintext(database, settings)
         engine = Engine.on(
             database, bus=open_bus(settings), contact_cipher=contact_cipher_from(settings)
         )
@@ -250,6 +267,7 @@ async def serve_production(settings: Settings, host: str, port: int) -> None:
     database = open_database(settings)
     try:
         await require_current_schema(database)
+        await seal_plaintext(database, settings)
     except CampaignflowError:
         await database.dispose()
         raise

@@ -24,9 +24,10 @@ from campaignflow.store.database import Database
 from campaignflow.store.executions import ExecutionStore, NewExecution
 from campaignflow.store.tables import execution_steps, executions, tasks
 from campaignflow.store.workflows import WorkflowStore
+from tests._support.ciphers import master_key_cipher
 from tests._support.load import four_node_workflow
 from tests._support.servers import free_port
-from tests.e2e.conftest import REPO, cli_env, spawn_worker
+from tests.e2e.conftest import REPO, TEST_MASTER_KEY, cli_env, spawn_worker
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 
@@ -72,7 +73,8 @@ async def _prepare(url: str, sink_url: str) -> None:
             NewExecution(WORKSPACE, record.id, 1, f"c{n}", "test", {"n": n}, {}, "check")
             for n in range(LOAD)
         ]
-        await ExecutionStore(database).start_many(news, datetime.now(UTC))
+        cipher = master_key_cipher(TEST_MASTER_KEY)  # what the worker subprocesses open with
+        await ExecutionStore(database, cipher).start_many(news, datetime.now(UTC))
     finally:
         await database.dispose()
 

@@ -203,10 +203,13 @@ def test_the_abandoned_cart_journey_runs_through_campaignflow_up(tmp_path: Path)
     args = ["up", "--load-examples", str(REPO / "examples" / "workflows")]
     with start_server(args, env, tmp_path / "up.log") as server:
         token = owner_key_in(server.log.read_text(encoding="utf-8"))
-        admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
-        write_key = admin.post(
-            "/api/v1/api-keys", json={"name": "site", "scopes": ["events:write"]}
+        owner = {"Authorization": f"Bearer {token}"}
+        write_key = httpx.post(
+            f"{server.url}/api/v1/api-keys",
+            json={"name": "site", "scopes": ["events:write"]},
+            headers=owner,
         ).json()["key"]
+        admin = httpx.Client(base_url=server.url, headers=owner)
         sender = httpx.Client(base_url=server.url, auth=(write_key, ""))
         with admin, sender:
             assert admin.post("/api/v1/workflows/abandoned-cart/activate").status_code == 200

@@ -42,7 +42,9 @@ Address = IPv4Address | IPv6Address
 
 
 def _looks_like_jwt(value: str) -> bool:
-    return value.count(".") == 2
+    """A JWS compact token: three base64url parts, the header a JSON object (``eyJ`` is
+    ``{"``). Our API keys hold no dot; a configured bootstrap token with dots is still a key."""
+    return value.startswith("eyJ") and value.count(".") == 2
 
 
 def request_address(request: Request) -> Address | None:

@@ -58,8 +58,8 @@ class Engine:
         wakeup: Wakeup | None = None,
         bus: EventBus | None = None,
     ) -> Engine:
-        """``contact_cipher`` seals the contacts' sensitive fields (required: there is no
-        plaintext mode; build it with ``contact_cipher_from``)."""
+        """``contact_cipher`` seals the sensitive fields of contacts, executions and events
+        (required: there is no plaintext mode; build it with ``contact_cipher_from``)."""
         workflows = WorkflowStore(database)
 
         async def load(workspace: str, workflow: str, version: int) -> dict[str, Any]:
@@ -68,8 +68,8 @@ class Engine:
         return cls(
             database,
             workflows,
-            ExecutionStore(database),
-            TaskQueue(database),
+            ExecutionStore(database, contact_cipher),
+            TaskQueue(database, contact_cipher),
             DeadLetterStore(database),
             CompiledWorkflows(load),
             wakeup or wakeup_for(database),
@@ -108,7 +108,7 @@ class Engine:
     def router(self, consumer: str, options: RouterOptions | None = None) -> EventRouter:
         dialect = self.database.dialect
         stores = BatchStores(
-            events=EventStore(dialect),
+            events=EventStore(dialect, self.contacts.cipher),
             contacts=self.contacts,
             admission=AdmissionStore(dialect),
             executions=self.executions,

@@ -16,8 +16,7 @@ index digest, whatever the list says (a lookup needs no plaintext, and changing 
 not orphan identities). Phone numbers are sealed but not indexed: nothing looks contacts up by
 phone.
 
-An execution's contact snapshot (``executions.contact``, the ``contact`` of templates) seals
-the same fields into one reserved member, :data:`SEALED_MEMBER`, bound to the execution.
+Execution rows and the event log apply the same rule (:mod:`campaignflow.security.sealed_records`).
 
 Pure apart from the sealer.
 """
@@ -43,9 +42,6 @@ from campaignflow.security.sealing import Sealer
 if TYPE_CHECKING:
     from campaignflow.config import Settings
 
-SEALED_MEMBER = "$sealed"
-"""The member of an execution's contact snapshot holding its sealed fields."""
-
 
 def contact_context(workspace_id: str, contact_id: str) -> str:
     """What a contact's sensitive fields are sealed for (each part percent-encoded, so no two
@@ -54,7 +50,8 @@ def contact_context(workspace_id: str, contact_id: str) -> str:
 
 
 def snapshot_context(workspace_id: str, execution_id: str) -> str:
-    """What an execution's contact snapshot is sealed for."""
+    """What an execution's sealed values (contact snapshot, input, started-by event) are
+    sealed for."""
     return f"execution-contact:{quote(workspace_id, safe='')}/{quote(execution_id, safe='')}"
 
 
@@ -74,7 +71,7 @@ class StoredContact:
 
 
 class ContactCipher:
-    """Seals and opens the sensitive fields of contacts and of execution snapshots."""
+    """Seals and opens the sensitive fields of contacts; decides which keys are sensitive."""
 
     def __init__(self, sealer: Sealer, index: BlindIndex, fields: Iterable[str]) -> None:
         self._sealer = sealer
@@ -108,7 +105,7 @@ class ContactCipher:
     def seal(self, record: ContactRecord, previous: StoredContact | None = None) -> StoredContact:
         """The row's columns for ``record``; ``previous`` (what the row held, as
         :meth:`open` returned it) is reused when the sensitive values did not change."""
-        secret_traits, traits = self._split(record.traits)
+        secret_traits, traits = self.split(record.traits)
         secret: dict[str, Any] = {}
         email = record.email
         if email is not None and self.is_sensitive(EMAIL):
@@ -142,34 +139,12 @@ class ContactCipher:
         )  # fmt: skip
         return opened, stored
 
-    # ------------------------------------------------------------------ execution snapshots
+    def has_sensitive(self, values: Mapping[str, Any]) -> bool:
+        """Whether a top-level key of ``values`` is a sensitive field."""
+        fields = self._fields
+        return any(name.casefold() in fields for name in values)
 
-    def seal_snapshot(
-        self, workspace_id: str, execution_id: str, contact: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """The snapshot with its sensitive top-level members sealed into :data:`SEALED_MEMBER`
-        (a snapshot without any comes back as it was)."""
-        secret, rest = self._split(contact)
-        if not secret:
-            return dict(contact)
-        document = orjson.dumps(secret)
-        context = snapshot_context(workspace_id, execution_id)
-        rest[SEALED_MEMBER] = self._sealer.seal(document, context=context)
-        return rest
-
-    def open_snapshot(
-        self, workspace_id: str, execution_id: str, contact: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """The snapshot as the engine saw it when it started (sealed members put back)."""
-        sealed = contact.get(SEALED_MEMBER)
-        if not isinstance(sealed, str):
-            return dict(contact)
-        opened = {name: value for name, value in contact.items() if name != SEALED_MEMBER}
-        document = self._sealer.open(sealed, context=snapshot_context(workspace_id, execution_id))
-        opened.update(orjson.loads(document))
-        return opened
-
-    def _split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(sensitive members, the others)."""
         secret: dict[str, Any] = {}
         rest: dict[str, Any] = {}

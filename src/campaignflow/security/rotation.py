@@ -14,6 +14,7 @@ from campaignflow.config import Settings
 from campaignflow.security.key_file import effective_encryption, load_key_ring, rotate_key_file
 from campaignflow.store.contact_sealing import rewrap_contacts
 from campaignflow.store.database import Database
+from campaignflow.store.record_sealing import rewrap_records
 from campaignflow.store.secrets import DatabaseSecretStore, rewrap_signing_keys
 
 MASTER_KEY_NOTE = (
@@ -30,6 +31,8 @@ class RotationReport:
     secrets_rewrapped: int
     signing_keys_rewrapped: int
     contacts_rewrapped: int = 0
+    executions_rewrapped: int = 0
+    events_rewrapped: int = 0
     note: str | None = None  # what the operator must know or do
 
 
@@ -38,7 +41,7 @@ async def rotate_keys(
 ) -> RotationReport:
     """Rotate the key file (when ``new_key`` and a key file is configured), then re-wrap every
     value not under the active key: the ``secrets`` rows, the JWT signing keys and the
-    contacts' sealed fields.
+    sealed values of contacts, executions and events.
 
     ``new_key=False`` only finishes re-wrapping (after a run that stopped half-way). Processes
     that loaded the key ring before the rotation must be restarted to read the new key.
@@ -53,8 +56,19 @@ async def rotate_keys(
     secrets_count = await store.rewrap_all(encryption.rewrap_batch_size)
     signing_count = await rewrap_signing_keys(database, ring)
     contacts_count = await rewrap_contacts(database, ring, encryption.rewrap_batch_size)
-    note = MASTER_KEY_NOTE if key_file is None else None
-    return RotationReport(ring.active_id, added, secrets_count, signing_count, contacts_count, note)
+    executions_count, events_count = await rewrap_records(
+        database, ring, encryption.rewrap_batch_size
+    )
+    return RotationReport(
+        ring.active_id,
+        added,
+        secrets_count,
+        signing_count,
+        contacts_rewrapped=contacts_count,
+        executions_rewrapped=executions_count,
+        events_rewrapped=events_count,
+        note=MASTER_KEY_NOTE if key_file is None else None,
+    )
 
 
 async def rotate_keys_in(settings: Settings, *, new_key: bool = True) -> RotationReport:

@@ -6,20 +6,38 @@ from datetime import datetime
 from typing import Any
 
 from campaignflow.engine.model import ExecutionRecord, NewTask, StepEntry, TaskRecord
+from campaignflow.security.contact_fields import ContactCipher
+from campaignflow.security.sealed_records import open_execution, seal_execution
 
 Key = tuple[str, str]
 """An execution's identity: (workspace id, execution id)."""
 
 
-def execution_from_row(row: Any) -> ExecutionRecord:
-    return ExecutionRecord(**row._mapping)
+def execution_from_row(row: Any, cipher: ContactCipher) -> ExecutionRecord:
+    """A row of :data:`engine_sql.EXECUTION_COLUMNS` as the engine sees it (sealed values
+    opened)."""
+    return execution_from_mapping(dict(row._mapping), cipher)
+
+
+def execution_from_mapping(mapping: dict[str, Any], cipher: ContactCipher) -> ExecutionRecord:
+    opened = open_execution(cipher, mapping["workspace_id"], mapping["id"], mapping)
+    return ExecutionRecord(**opened)
 
 
 def task_from_row(row: Any) -> TaskRecord:
     return TaskRecord(**row._mapping)
 
 
-def execution_row(record: ExecutionRecord) -> dict[str, Any]:
+def execution_row(record: ExecutionRecord, cipher: ContactCipher) -> dict[str, Any]:
+    """The row of a new execution, its sensitive values sealed."""
+    stored = seal_execution(
+        cipher,
+        record.workspace_id,
+        record.id,
+        contact=record.contact,
+        input=record.input,
+        state=record.state,
+    )
     return {
         "workspace_id": record.workspace_id,
         "id": record.id,
@@ -28,9 +46,11 @@ def execution_row(record: ExecutionRecord) -> dict[str, Any]:
         "subject_id": record.subject_id,
         "status": str(record.status),
         "trigger": record.trigger,
-        "input": record.input,
-        "contact": record.contact,
-        "state": record.state,
+        "input": stored.input,
+        "contact": stored.contact,
+        "state": stored.state,
+        "sealed": stored.sealed,
+        "key_id": stored.key_id,
         "revision": record.revision,
         "idempotency_key": record.idempotency_key,
         "error": None,

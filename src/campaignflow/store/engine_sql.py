@@ -56,6 +56,7 @@ EXECUTION_COLUMNS = (
     executions.c.error,
     executions.c.idempotency_key,
     executions.c.exit_reason,
+    executions.c.sealed,  # opened into contact, input and state (store.engine_rows)
 )
 TASK_COLUMNS = (
     tasks.c.id,

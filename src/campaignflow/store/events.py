@@ -3,6 +3,10 @@
 The key is (workspace, messageId): an event delivered twice — a sender's retry, a stream entry
 redelivered after a crash — is inserted once, and only the router that inserted it acts on it.
 That is what makes at-least-once delivery on the bus exactly-once in effect.
+
+The sensitive keys of a payload's ``properties``, ``traits`` and ``context.traits`` are not in
+``payload``: they are sealed per event into ``sealed`` (``security.sealed_records``; open them
+with ``open_event_payload``). Nothing reads them back on the hot path.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.events import Event
+from campaignflow.security.contact_fields import ContactCipher
+from campaignflow.security.sealed_records import seal_event_payload
 from campaignflow.store import pg_batch
 from campaignflow.store.tables import events as events_table
 
@@ -37,13 +43,13 @@ statistics are stale (a table that grows by thousands of rows a second usually h
 
 _PG_INSERT = """
 INSERT INTO events (workspace_id, message_id, type, name, contact_id, user_id, anonymous_id,
-                    payload, timestamp, received_at)
+                    payload, timestamp, received_at, sealed, key_id)
 SELECT workspace_id, message_id, type, name, contact_id, user_id, anonymous_id, payload::jsonb,
-       timestamp, received_at
+       timestamp, received_at, sealed, key_id
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::timestamptz[], $10::timestamptz[])
+            $8::text[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[])
      AS v(workspace_id, message_id, type, name, contact_id, user_id, anonymous_id, payload,
-          timestamp, received_at)
+          timestamp, received_at, sealed, key_id)
 ON CONFLICT (workspace_id, message_id) DO NOTHING
 RETURNING workspace_id, message_id
 """
@@ -76,10 +82,12 @@ def event_payload(event: Event) -> dict[str, Any]:
 
 
 class EventStore:
-    """Reads and writes of the ``events`` table inside a caller's transaction."""
+    """Reads and writes of the ``events`` table inside a caller's transaction; ``cipher``
+    seals each payload's sensitive keys into ``sealed`` (required: no plaintext mode)."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, cipher: ContactCipher) -> None:
         self.postgres = dialect == "postgresql"
+        self._cipher = cipher
 
     async def known(self, connection: AsyncConnection, events: Sequence[Event]) -> set[EventKey]:
         """The keys among ``events`` that are already stored."""
@@ -115,7 +123,8 @@ class EventStore:
         if self.postgres:
             return await self._insert_postgres(connection, events, contact_ids)
         rows = [
-            _row(event, contact_id) for event, contact_id in zip(events, contact_ids, strict=True)
+            self._row(event, contact_id)
+            for event, contact_id in zip(events, contact_ids, strict=True)
         ]
         await connection.execute(_SQLITE_INSERT, rows)
         # SQLite runs one writer at a time (BEGIN IMMEDIATE): the caller's `known` check in this
@@ -128,8 +137,9 @@ class EventStore:
         events: Sequence[Event],
         contact_ids: Sequence[str | None],
     ) -> set[EventKey]:
-        columns: list[list[Any]] = [[] for _ in range(10)]
+        columns: list[list[Any]] = [[] for _ in range(12)]
         for event, contact_id in zip(events, contact_ids, strict=True):
+            payload, sealed = self._sealed_payload(event)
             values = (
                 event.workspace_id,
                 event.message_id,
@@ -138,26 +148,35 @@ class EventStore:
                 contact_id,
                 event.user_id,
                 event.anonymous_id,
-                pg_batch.json_text(event_payload(event)),
+                pg_batch.json_text(payload),
                 event.timestamp,
                 event.received_at,
+                sealed,
+                sealed and self._cipher.sealer.key_id_of(sealed),
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         rows = await pg_batch.fetch(connection, _PG_INSERT, *columns)
         return {(row[0], row[1]) for row in rows}
 
+    def _sealed_payload(self, event: Event) -> tuple[Any, str | None]:
+        return seal_event_payload(
+            self._cipher, event.workspace_id, event.message_id, event_payload(event)
+        )
 
-def _row(event: Event, contact_id: str | None) -> dict[str, Any]:
-    return {
-        "workspace_id": event.workspace_id,
-        "message_id": event.message_id,
-        "type": event.type,
-        "name": event.name,
-        "contact_id": contact_id,
-        "user_id": event.user_id,
-        "anonymous_id": event.anonymous_id,
-        "payload": event_payload(event),
-        "timestamp": event.timestamp,
-        "received_at": event.received_at,
-    }
+    def _row(self, event: Event, contact_id: str | None) -> dict[str, Any]:
+        payload, sealed = self._sealed_payload(event)
+        return {
+            "workspace_id": event.workspace_id,
+            "message_id": event.message_id,
+            "type": event.type,
+            "name": event.name,
+            "contact_id": contact_id,
+            "user_id": event.user_id,
+            "anonymous_id": event.anonymous_id,
+            "payload": payload,
+            "timestamp": event.timestamp,
+            "received_at": event.received_at,
+            "sealed": sealed,
+            "key_id": sealed and self._cipher.sealer.key_id_of(sealed),
+        }

@@ -25,6 +25,8 @@ from campaignflow.engine.model import (
     TaskKind,
 )
 from campaignflow.errors import Conflict, NotFound
+from campaignflow.security.contact_fields import ContactCipher
+from campaignflow.security.sealed_records import stored_state
 from campaignflow.store import engine_sql as sql
 from campaignflow.store import pg_batch
 from campaignflow.store.database import Database, integrity_kind
@@ -117,10 +119,12 @@ def new_records(
 
 
 class ExecutionStore:
-    """The engine's tables on a :class:`Database`."""
+    """The engine's tables on a :class:`Database`; ``cipher`` seals the sensitive values of
+    new executions and opens them on every read (required: there is no plaintext mode)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, cipher: ContactCipher) -> None:
         self._db = database
+        self._cipher = cipher
 
     # ------------------------------------------------------------------ starting
 
@@ -145,7 +149,7 @@ class ExecutionStore:
         params = {"workspace": workspace_id, "workflow": workflow_id, "key": key}
         async with self._db.read() as connection:
             row = (await connection.execute(sql.BY_IDEMPOTENCY_KEY, params)).first()
-        return None if row is None else execution_from_row(row)
+        return None if row is None else execution_from_row(row, self._cipher)
 
     async def start_many(
         self, news: Sequence[NewExecution], now: datetime
@@ -178,7 +182,7 @@ class ExecutionStore:
             )
             for record, new in zip(records, news, strict=True)
         ]
-        execution_rows = [execution_row(record) for record in records]
+        execution_rows = [execution_row(record, self._cipher) for record in records]
         if self._db.dialect == "postgresql":
             await _insert_started_postgres(connection, execution_rows, task_rows)
         else:
@@ -204,7 +208,7 @@ class ExecutionStore:
             ).first()
         if row is None:
             raise NotFound(f"Execution {execution_id!r} does not exist.")
-        return execution_from_row(row)
+        return execution_from_row(row, self._cipher)
 
     async def steps(self, workspace_id: str, execution_id: str) -> builtins.list[StepRecord]:
         params = {"workspace": workspace_id, "execution": execution_id}
@@ -266,7 +270,7 @@ class ExecutionStore:
         used = {key: value for key, value in params.items() if value is not None}
         async with self._db.read() as connection:
             rows = (await connection.execute(statement, used)).all()
-        return [execution_from_row(row) for row in rows]
+        return [execution_from_row(row, self._cipher) for row in rows]
 
     # ------------------------------------------------------------------ outside the worker
 
@@ -274,7 +278,7 @@ class ExecutionStore:
         """Cancel a live execution: its tasks and waits go; a final one is a :class:`Conflict`."""
         params = {"workspace": workspace_id, "execution": execution_id}
         async with self._db.transaction() as connection:
-            record = await _lock(connection, workspace_id, execution_id)
+            record = await _lock(connection, self._cipher, workspace_id, execution_id)
             if ExecutionStatus(record.status).is_final:
                 raise Conflict(f"Execution {execution_id!r} is already {record.status}.")
             await connection.execute(sql.DELETE_EXECUTION_TASKS, params)
@@ -282,7 +286,7 @@ class ExecutionStore:
             record.state["live"] = 0
             record.status = ExecutionStatus.CANCELLED
             record.finished_at = now
-            await _bump(connection, record, now)
+            await _bump(connection, self._cipher, record, now)
         return record
 
     async def exit_versions_below(
@@ -337,7 +341,7 @@ class ExecutionStore:
             "node": wait.node_id,
             "created": wait.created_at,
         }
-        record = await _lock(connection, wait.workspace_id, wait.execution_id)
+        record = await _lock(connection, self._cipher, wait.workspace_id, wait.execution_id)
         if ExecutionStatus(record.status).is_final:
             return False
         # The same branch may wait again later (a loop): only this wait is taken.
@@ -351,7 +355,7 @@ class ExecutionStore:
             sql.INSERT_TASKS, [task_row(wait.workspace_id, wait.execution_id, task, now)]
         )
         record.status = ExecutionStatus.RUNNING
-        await _bump(connection, record, now)
+        await _bump(connection, self._cipher, record, now)
         await self._notify(connection)
         return True
 
@@ -359,7 +363,7 @@ class ExecutionStore:
         self, connection: AsyncConnection, workspace_id: str, execution_id: str
     ) -> ExecutionRecord:
         """Read and lock one execution inside the caller's transaction."""
-        return await _lock(connection, workspace_id, execution_id)
+        return await _lock(connection, self._cipher, workspace_id, execution_id)
 
     async def waits_of_subjects(
         self,
@@ -436,7 +440,7 @@ class ExecutionStore:
         """
         params = {"workspace": workspace_id, "execution": execution_id}
         async with self._db.transaction() as connection:
-            record = await _lock(connection, workspace_id, execution_id)
+            record = await _lock(connection, self._cipher, workspace_id, execution_id)
             rows = (await connection.execute(sql.OPEN_DEAD_LETTERS_OF_EXECUTION, params)).all()
             letters = [row for row in rows if dead_letter_id in (None, row.id)]
             if record.status != ExecutionStatus.FAILED or not letters:
@@ -461,7 +465,7 @@ class ExecutionStore:
             record.status = ExecutionStatus.RUNNING
             record.error = None
             record.finished_at = None
-            await _bump(connection, record, now)
+            await _bump(connection, self._cipher, record, now)
             await self._notify(connection)
         return record
 
@@ -511,16 +515,18 @@ async def _insert_started_postgres(
 
 
 async def _lock(
-    connection: AsyncConnection, workspace_id: str, execution_id: str
+    connection: AsyncConnection, cipher: ContactCipher, workspace_id: str, execution_id: str
 ) -> ExecutionRecord:
     params = {"workspace": workspace_id, "execution": execution_id}
     row = (await connection.execute(sql.LOCK_EXECUTION, params)).first()
     if row is None:
         raise NotFound(f"Execution {execution_id!r} does not exist.")
-    return execution_from_row(row)
+    return execution_from_row(row, cipher)
 
 
-async def _bump(connection: AsyncConnection, record: ExecutionRecord, now: datetime) -> None:
+async def _bump(
+    connection: AsyncConnection, cipher: ContactCipher, record: ExecutionRecord, now: datetime
+) -> None:
     """Write ``record`` (locked by the caller) and advance its revision."""
     await connection.execute(
         sql.BUMP_REVISION,
@@ -529,7 +535,7 @@ async def _bump(connection: AsyncConnection, record: ExecutionRecord, now: datet
             "execution": record.id,
             "expected": record.revision,
             "status": str(record.status),
-            "state": record.state,
+            "state": stored_state(cipher, record.state),
             "error": record.error,
             "now": now,
             "finished_at": record.finished_at,

@@ -95,19 +95,20 @@ DELETE_TASKS = "DELETE FROM tasks WHERE id = ANY($1::bigint[])"
 INSERT_EXECUTIONS = """
 INSERT INTO executions (workspace_id, id, workflow_id, workflow_version, subject_id, status,
                         trigger, input, contact, state, revision, idempotency_key,
-                        created_at, updated_at)
+                        created_at, updated_at, sealed, key_id)
 SELECT workspace_id, id, workflow_id, workflow_version, subject_id, status, trigger,
        input::jsonb, contact::jsonb, state::jsonb, revision, idempotency_key, created_at,
-       updated_at
+       updated_at, sealed, key_id
 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
             $8::text[], $9::text[], $10::text[], $11::int[], $12::text[],
-            $13::timestamptz[], $14::timestamptz[])
+            $13::timestamptz[], $14::timestamptz[], $15::text[], $16::text[])
      AS x(workspace_id, id, workflow_id, workflow_version, subject_id, status, trigger, input,
-          contact, state, revision, idempotency_key, created_at, updated_at)
+          contact, state, revision, idempotency_key, created_at, updated_at, sealed, key_id)
 """
 NEW_EXECUTION_COLUMNS = (
     "workspace_id", "id", "workflow_id", "workflow_version", "subject_id", "status", "trigger",
     "input", "contact", "state", "revision", "idempotency_key", "created_at", "updated_at",
+    "sealed", "key_id",
 )  # fmt: skip
 NEW_TASK_COLUMNS = (
     "workspace_id", "execution_id", "node_id", "token", "kind", "attempt", "run_at",

@@ -117,6 +117,12 @@ executions = Table(
     # Why a cancelled execution ended early: an exit criterion (with its event), the API, or the
     # in-flight policy of a new version. Null for every other ending.
     Column("exit_reason", JSONDocument(), nullable=True),
+    # Migration 0007: the sensitive keys of contact, input and the started-by event
+    # (security.sealed_records), sealed for the execution; key_id names the KEK wrapping it.
+    Column("sealed", Text(), nullable=True),
+    Column("key_id", String(64), nullable=True),
+    # True on rows written before 0007 until store.record_sealing has sealed them.
+    Column("needs_sealing", Boolean(), nullable=True),
     PrimaryKeyConstraint("workspace_id", "id"),
     ForeignKeyConstraint(
         ["workspace_id", "workflow_id", "workflow_version"],
@@ -132,6 +138,13 @@ executions = Table(
     Index(None, "workspace_id", "status", "id"),
     Index(None, "workspace_id", "subject_id", "id"),
     Index(None, "workspace_id", "workflow_id", "idempotency_key", unique=True),
+)
+Index(
+    "ix_executions_needs_sealing",
+    executions.c.workspace_id,
+    executions.c.id,
+    postgresql_where=executions.c.needs_sealing.is_(True),
+    sqlite_where=executions.c.needs_sealing.is_(True),
 )
 
 execution_steps = Table(
@@ -283,6 +296,18 @@ events = Table(
     PrimaryKeyConstraint("workspace_id", "message_id"),
     CheckConstraint(_one_of("type", EVENT_TYPES), name="type"),
     Index(None, "workspace_id", "contact_id", "timestamp"),
+    # Migration 0007: the sensitive keys of properties, traits and context.traits
+    # (security.sealed_records), sealed for the event; null when it had none.
+    Column("sealed", Text(), nullable=True),
+    Column("key_id", String(64), nullable=True),
+    Column("needs_sealing", Boolean(), nullable=True),  # rows before 0007, until sealed
+)
+Index(
+    "ix_events_needs_sealing",
+    events.c.workspace_id,
+    events.c.message_id,
+    postgresql_where=events.c.needs_sealing.is_(True),
+    sqlite_where=events.c.needs_sealing.is_(True),
 )
 
 # --------------------------------------------------------------------------- triggers

@@ -23,11 +23,14 @@ from campaignflow.engine.model import (
     TaskRecord,
     branches_removed,
 )
+from campaignflow.security.contact_fields import ContactCipher
+from campaignflow.security.sealed_records import stored_state
 from campaignflow.store import engine_sql as sql
 from campaignflow.store import pg_batch as pg
 from campaignflow.store.database import Database
 from campaignflow.store.engine_rows import (
     Key,
+    execution_from_mapping,
     execution_from_row,
     step_row,
     task_from_row,
@@ -37,10 +40,12 @@ from campaignflow.store.ids import new_id
 
 
 class TaskQueue:
-    """The worker's side of the engine's tables."""
+    """The worker's side of the engine's tables; ``cipher`` opens the executions it loads and
+    keeps their started-by event sealed when it writes them back (required)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, cipher: ContactCipher) -> None:
         self._db = database
+        self._cipher = cipher
 
     async def claim(
         self, owner: str, now: datetime, *, lease: timedelta, limit: int
@@ -70,8 +75,9 @@ class TaskQueue:
             if mapping["x_id"] is not None:
                 key = (mapping["x_workspace_id"], mapping["x_id"])
                 if key not in executions:
-                    executions[key] = ExecutionRecord(
-                        **{alias[2:]: mapping[alias] for alias in pg.EXECUTION_ALIASES}
+                    executions[key] = execution_from_mapping(
+                        {alias[2:]: mapping[alias] for alias in pg.EXECUTION_ALIASES},
+                        self._cipher,
                     )
         return tasks, executions
 
@@ -85,7 +91,7 @@ class TaskQueue:
                 rows = await pg.fetch(connection, pg.LOAD_EXECUTIONS, workspaces, ids)
             else:
                 rows = list((await connection.execute(sql.load_executions(unique))).all())
-        return {(row.workspace_id, row.id): execution_from_row(row) for row in rows}
+        return {(row.workspace_id, row.id): execution_from_row(row, self._cipher) for row in rows}
 
     async def next_due(self) -> datetime | None:
         """When the earliest task (or lease) falls due; ``None`` when the queue is empty."""
@@ -130,7 +136,7 @@ class TaskQueue:
                 )
             for outcome in fresh:
                 await _cancel_branches(connection, outcome, now)
-            await _write_outcomes(connection, fresh, now)
+            await _write_outcomes(connection, self._cipher, fresh, now)
         return conflicted
 
 
@@ -173,7 +179,7 @@ async def _cancel_branches(connection: AsyncConnection, outcome: Outcome, now: d
 
 
 async def _write_outcomes(
-    connection: AsyncConnection, outcomes: Sequence[Outcome], now: datetime
+    connection: AsyncConnection, cipher: ContactCipher, outcomes: Sequence[Outcome], now: datetime
 ) -> None:
     if not outcomes:
         return
@@ -192,7 +198,7 @@ async def _write_outcomes(
                 "b_workspace": workspace,
                 "b_id": execution_id,
                 "status": str(execution.status),
-                "state": execution.state,
+                "state": stored_state(cipher, execution.state),
                 "error": execution.error,
                 "updated_at": execution.updated_at,
                 "finished_at": execution.finished_at,

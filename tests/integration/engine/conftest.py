@@ -28,6 +28,7 @@ from campaignflow.store.dead_letters import DeadLetterStore
 from campaignflow.store.executions import ExecutionStore, StepRecord
 from campaignflow.store.task_queue import TaskQueue
 from campaignflow.store.workflows import WorkflowStore
+from tests._support.ciphers import contact_cipher
 from tests._support.sink import Sink, running_sink
 
 WORKSPACE = "acme"
@@ -91,8 +92,8 @@ async def harness(database: Database) -> AsyncIterator[Harness]:
     clock = ManualClock(START)
     workflow_store = WorkflowStore(database, clock=clock.now)
     await workflow_store.ensure_workspace(WORKSPACE, "Acme")
-    executions = ExecutionStore(database)
-    queue = TaskQueue(database)
+    executions = ExecutionStore(database, contact_cipher())
+    queue = TaskQueue(database, contact_cipher())
 
     async def load(workspace: str, workflow: str, version: int) -> dict[str, Any]:
         return (await workflow_store.get_version(workspace, workflow, version)).definition

@@ -399,7 +399,7 @@ async def test_a_revocation_reaches_another_process_within_the_status_cache_time
     assert await other.verify_access_token(issued.access_token)
 
     revoker = OAuthService.build(database, make_settings().oauth, SEALER)
-    await revoker.revoke_token(credentials, issued.access_token)
+    await revoker.revoke_token(await revoker.authenticate_client(credentials), issued.access_token)
 
     assert await other.verify_access_token(issued.access_token), "cached for a few seconds"
     ticks[0] += STATUS_CACHE_SECONDS

@@ -11,6 +11,7 @@ from typing import Any
 from campaignflow.engine.model import ExecutionStatus
 from campaignflow.errors import StorageError
 from campaignflow.store.events import EventStore
+from tests._support.ciphers import contact_cipher
 from tests.integration.triggers.conftest import WORKSPACE, Routing, event, journey
 
 CART = {"type": "behavior", "event": "cart_updated", "condition": "event.properties.items > 0"}
@@ -240,7 +241,7 @@ class _FailingOnce(EventStore):
     a real outage cannot be switched on and off inside one transaction here)."""
 
     def __init__(self, dialect: str) -> None:
-        super().__init__(dialect)
+        super().__init__(dialect, contact_cipher())
         self.failures = 1
 
     async def known(self, connection: Any, events: Any) -> Any:

@@ -79,7 +79,7 @@ class Scheduling:
         stores = FanOutStores(
             TickStore(database),
             AdmissionStore(database.dialect),
-            executions or ExecutionStore(database),
+            executions or ExecutionStore(database, contact_cipher()),
             ContactStore(database, contact_cipher()),
         )
         return TimeScheduler(
@@ -334,7 +334,9 @@ async def test_an_interrupted_fan_out_is_finished_by_another_scheduler_after_the
 ) -> None:
     contacts = await scheduling.contacts(7)  # pages of 3: 3 + 3 + 1
     await scheduling.deploy(journey("digest", [DAILY_NINE]))
-    failing = scheduling.scheduler("a", executions=_FailingOnSecondPage(scheduling.database))
+    failing = scheduling.scheduler(
+        "a", executions=_FailingOnSecondPage(scheduling.database, contact_cipher())
+    )
     other = scheduling.scheduler("b")
     scheduling.clock.set(NINE_BERLIN)
 
@@ -357,7 +359,9 @@ async def test_an_abandoned_fan_out_of_a_paused_workflow_ends_where_it_stopped(
 ) -> None:
     await scheduling.contacts(7)
     workflow_id = await scheduling.deploy(journey("digest", [DAILY_NINE]))
-    failing = scheduling.scheduler("a", executions=_FailingOnSecondPage(scheduling.database))
+    failing = scheduling.scheduler(
+        "a", executions=_FailingOnSecondPage(scheduling.database, contact_cipher())
+    )
     scheduling.clock.set(NINE_BERLIN)
     await failing.run_once()
     await scheduling.workflows.pause(WORKSPACE, workflow_id)
@@ -393,7 +397,9 @@ async def test_two_schedulers_taking_over_one_abandoned_fan_out_finish_it_once(
 ) -> None:
     contacts = await scheduling.contacts(10)
     await scheduling.deploy(journey("digest", [DAILY_NINE]))
-    failing = scheduling.scheduler("a", executions=_FailingOnSecondPage(scheduling.database))
+    failing = scheduling.scheduler(
+        "a", executions=_FailingOnSecondPage(scheduling.database, contact_cipher())
+    )
     scheduling.clock.set(NINE_BERLIN)
     await failing.run_once()
     scheduling.clock.advance(OPTIONS.lease + timedelta(seconds=1))

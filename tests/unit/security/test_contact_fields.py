@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from campaignflow.domain.contacts import ContactRecord
 from campaignflow.errors import SealedDataError
-from campaignflow.security.contact_fields import SEALED_MEMBER, StoredContact
+from campaignflow.security.contact_fields import StoredContact
 from tests._support.ciphers import contact_cipher
 
 CIPHER = contact_cipher()
@@ -109,18 +109,3 @@ def test_email_lookups_use_a_keyed_digest() -> None:
     assert CIPHER.stored_key(("acme", "email", "ada@x.io")) == ("acme", "email", digest)
     assert CIPHER.stored_key(("acme", "user_id", "u1")) == ("acme", "user_id", "u1")
     assert contact_cipher(["phone"]).email_digest("ada@x.io") == digest  # whatever the list
-
-
-@given(st.dictionaries(trait_names, trait_values, max_size=6), st.emails())
-def test_an_execution_snapshot_round_trips(values: dict[str, Any], email: str) -> None:
-    snapshot = {**values, "id": "c1", "email": email}
-    sealed = CIPHER.seal_snapshot("acme", "e1", snapshot)
-    assert email not in str(sealed)
-    assert CIPHER.open_snapshot("acme", "e1", sealed) == snapshot
-
-
-def test_a_snapshot_does_not_open_for_another_execution() -> None:
-    sealed = CIPHER.seal_snapshot("acme", "e1", {"email": "ada@x.io"})
-    assert set(sealed) == {SEALED_MEMBER}
-    with pytest.raises(SealedDataError):
-        CIPHER.open_snapshot("acme", "e2", sealed)
