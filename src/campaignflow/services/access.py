@@ -63,7 +63,7 @@ class AccessService:
     async def create_principal(
         self, caller: Principal, *, kind: str, name: str, role: Role
     ) -> PrincipalRecord:
-        _require_assignable(caller, role, "/role")
+        _require_assignable(caller, role)
         return await self._store.create_principal(
             caller.workspace_id, kind=kind, name=name, role=role.value
         )
@@ -83,7 +83,7 @@ class AccessService:
         if rank(Role(target.role)) > rank(caller.role):
             raise Forbidden("You cannot change a principal whose role is above yours.")
         if role is not None:
-            _require_assignable(caller, role, "/role")
+            _require_assignable(caller, role)
         changes: dict[str, object] = {}
         if name is not None:
             changes["name"] = name
@@ -102,10 +102,12 @@ class AccessService:
         owner = await self._store.get_principal(caller.workspace_id, owner_id)
         owner_role = Role(owner.role)
         if owner_id != caller.subject:
-            _require_assignable(caller, owner_role, "/principalId")
-        scopes = _scopes(request.scopes, owner_role, caller)
+            _require_assignable(caller, owner_role)
+        scopes = grantable_scopes(
+            request.scopes, ROLE_PERMISSIONS[owner_role] & caller.permissions()
+        )
         unrestricted = request.scopes is None and caller.credential.scopes == ALL_SCOPES
-        _check_cidrs(request.allowed_cidrs, "/allowedCidrs")
+        checked_cidrs(request.allowed_cidrs)
         key = generate_key()
         record = await self._store.create_key(
             caller.workspace_id,
@@ -128,7 +130,7 @@ class AccessService:
     async def put_grant(
         self, caller: Principal, workflow_id: str, principal_id: str, role: Role
     ) -> GrantRecord:
-        _require_assignable(caller, role, "/role")
+        _require_assignable(caller, role)
         record = await self._store.put_grant(
             caller.workspace_id, workflow_id, principal_id, role.value
         )
@@ -142,7 +144,7 @@ class AccessService:
     async def set_workspace_cidrs(
         self, caller: Principal, cidrs: Sequence[str] | None, caller_address: Address | None
     ) -> list[str] | None:
-        networks = _check_cidrs(cidrs, "/allowedCidrs")
+        networks = checked_cidrs(cidrs)
         if networks is not None and (
             caller_address is None or not allowed(caller_address, networks)
         ):
@@ -184,15 +186,17 @@ class AccessService:
         return CreatedKey(record, key.value)
 
 
-def _require_assignable(caller: Principal, role: Role, pointer: str) -> None:
+def _require_assignable(caller: Principal, role: Role) -> None:
     if not may_assign(caller.role, role):
         raise Forbidden(f"You cannot assign the role {role.value}, which is above yours.")
 
 
-def _scopes(
-    requested: Sequence[str] | None, owner_role: Role, caller: Principal
+def grantable_scopes(
+    requested: Sequence[str] | None, limit: frozenset[Permission]
 ) -> frozenset[Permission]:
-    limit = ROLE_PERMISSIONS[owner_role] & caller.permissions()
+    """The scopes a new credential gets: ``requested`` (default: all of ``limit``), refused
+    with a pointer when a name is unknown, and with 403 when one is beyond ``limit`` (what the
+    credential's role and its creator both hold) — for API keys and OAuth clients alike."""
     if requested is None:
         return limit
     try:
@@ -202,15 +206,16 @@ def _scopes(
     beyond = sorted(scope.value for scope in scopes - limit)
     if beyond:
         raise Forbidden(
-            "These scopes exceed what you or the key's principal hold: " + ", ".join(beyond)
+            "These scopes exceed what you and the credential's role hold: " + ", ".join(beyond)
         )
     return scopes
 
 
-def _check_cidrs(cidrs: Sequence[str] | None, pointer: str) -> tuple[IPNetwork, ...] | None:
+def checked_cidrs(cidrs: Sequence[str] | None) -> tuple[IPNetwork, ...] | None:
+    """An allowlist as networks (``None``: any address), or 422 at ``/allowedCidrs``."""
     if cidrs is None:
         return None
     try:
         return tuple(parse_cidrs(list(cidrs)))
     except ValueError as exc:
-        raise InvalidField(str(exc), pointer) from exc
+        raise InvalidField(str(exc), "/allowedCidrs") from exc

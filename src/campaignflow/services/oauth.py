@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from campaignflow.errors import ClientError, Forbidden, InvalidField, NotFound, Unauthenticated
+from campaignflow.errors import ClientError, Forbidden, NotFound, Unauthenticated
 from campaignflow.security.api_keys import hash_key
 from campaignflow.security.jwt_tokens import (
     AccessClaims,
@@ -27,12 +27,12 @@ from campaignflow.security.jwt_tokens import (
     token_kid,
     verify_access_token,
 )
-from campaignflow.security.network import parse_cidrs
 from campaignflow.security.oauth_settings import OAuthSettings
 from campaignflow.security.principal import Principal
 from campaignflow.security.rbac import ROLE_PERMISSIONS, Permission, Role, may_assign, parse_scopes
 from campaignflow.security.sealing import Sealer
 from campaignflow.security.signing_keys import RotationPolicy, SigningKeys
+from campaignflow.services.access import checked_cidrs, grantable_scopes
 from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
 from campaignflow.store.oauth import ClientRecord, OAuthStore
@@ -252,10 +252,11 @@ class OAuthService:
         that role and the caller's credential allow."""
         if not may_assign(caller.role, request.role):
             raise Forbidden(f"You cannot assign the role {request.role.value}, above yours.")
-        scopes = _client_scopes(
+        scopes = grantable_scopes(
             request.scopes, ROLE_PERMISSIONS[request.role] & caller.permissions()
         )
-        cidrs = _checked_cidrs(request.allowed_cidrs)
+        networks = checked_cidrs(request.allowed_cidrs)
+        cidrs = None if networks is None else tuple(str(network) for network in networks)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         client = ClientRecord(
             client_id=CLIENT_ID_PREFIX + new_id(),
@@ -299,29 +300,3 @@ def _granted_scopes(client: ClientRecord, requested: str | None) -> frozenset[Pe
     if beyond:
         raise OAuthError("invalid_scope", "Not granted to this client: " + " ".join(beyond))
     return scopes
-
-
-def _client_scopes(
-    requested: Sequence[str] | None, limit: frozenset[Permission]
-) -> frozenset[Permission]:
-    if requested is None:
-        return limit
-    try:
-        scopes = parse_scopes(requested)
-    except ValueError as exc:
-        raise InvalidField(str(exc), "/scopes") from exc
-    beyond = sorted(scope.value for scope in scopes - limit)
-    if beyond:
-        raise InvalidField(
-            "Beyond what the role and your credential allow: " + ", ".join(beyond), "/scopes"
-        )
-    return scopes
-
-
-def _checked_cidrs(cidrs: Sequence[str] | None) -> tuple[str, ...] | None:
-    if cidrs is None:
-        return None
-    try:
-        return tuple(str(network) for network in parse_cidrs(list(cidrs)))
-    except ValueError as exc:
-        raise InvalidField(str(exc), "/allowedCidrs") from exc

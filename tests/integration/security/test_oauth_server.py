@@ -347,7 +347,7 @@ async def test_clients_are_listed_a_page_at_a_time(server: Server) -> None:
 @pytest.mark.parametrize(
     ("body", "pointer"),
     [
-        ({"scopes": ["access:write"]}, "/scopes"),
+        ({"scopes": ["no:such"]}, "/scopes/0"),
         ({"allowedCidrs": ["10.0.0.1/8"]}, "/allowedCidrs"),
         ({"role": "superuser"}, "/role"),
     ],
@@ -361,6 +361,16 @@ async def test_invalid_client_requests_point_at_the_field(
 
     assert response.status_code == 422, response.text
     assert [error["pointer"] for error in response.json()["errors"]] == [pointer]
+
+
+async def test_a_client_gets_no_scope_beyond_its_role(server: Server) -> None:
+    response = await server.http.post(
+        "/api/v1/oauth-clients",
+        json={"name": "x", "role": "editor", "scopes": ["access:write"]},
+    )
+
+    assert response.status_code == 403, response.text
+    assert "access:write" in response.json()["detail"]
 
 
 async def test_nobody_creates_a_client_above_their_own_role(server: Server) -> None:

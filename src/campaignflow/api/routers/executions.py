@@ -7,10 +7,9 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
-from pydantic import ValidationError
 
 from campaignflow.api.auth import CurrentPrincipal, authorize
-from campaignflow.api.body import read_json
+from campaignflow.api.body import read_json, validate_body
 from campaignflow.api.deps import AppSettings, Executions
 from campaignflow.api.execution_schemas import (
     ExecuteRequest,
@@ -20,9 +19,7 @@ from campaignflow.api.execution_schemas import (
 )
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import INSTANT, Cursor, Limit, WorkflowId, parse_instant
-from campaignflow.api.problems import ProblemError
 from campaignflow.api.schemas import problem_responses, request_body
-from campaignflow.domain.pydantic_problems import problems_from_error
 from campaignflow.engine.model import ExecutionStatus
 from campaignflow.security.rbac import Permission
 
@@ -49,19 +46,6 @@ CreatedTo = Annotated[
 ]
 
 _EXECUTE_BODY = request_body(ExecuteRequest, "application/json")
-
-
-def _execute_request(document: object) -> ExecuteRequest:
-    try:
-        return ExecuteRequest.model_validate(document)
-    except ValidationError as exc:
-        problems = problems_from_error(exc, document, vocabulary=("subject", "input", "contact"))
-        raise ProblemError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "invalid-body",
-            f"The request body has {len(problems)} problem(s).",
-            problems=[problem.to_dict() for problem in problems],
-        ) from exc
 
 
 @router.post(
@@ -93,7 +77,8 @@ async def execute_workflow(
     ] = None,
 ) -> Execution:
     """Start an execution of the active workflow's latest version."""
-    body = _execute_request(await read_json(request, limit=settings.api.max_body_bytes))
+    document = await read_json(request, limit=settings.api.max_body_bytes)
+    body = validate_body(ExecuteRequest, document, ("subject", "input", "contact"))
     record, created = await service.execute(
         principal.workspace_id,
         workflow_id,
