@@ -146,7 +146,9 @@ class Database:
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """A connection whose every statement commits on its own: for reads (see :meth:`read`)
-        and for single statements that are atomic by themselves (a task claim)."""
+        and, on PostgreSQL only, for single statements that are atomic by themselves (a task
+        claim). On SQLite the connection opens ``BEGIN IMMEDIATE`` itself and never commits, so
+        a write there must use :meth:`transaction`."""
         async with self._connection(self._reader) as connection:
             yield connection
 
