@@ -62,14 +62,21 @@ LOCK_WELCOME = text(
 
 
 async def blocked_on_locks(database: Database, count: int) -> None:
-    """Wait until ``count`` other sessions of this database wait for a row lock."""
+    """Wait until ``count`` other sessions of this database wait for a row lock.
+
+    Each look clears the statistics snapshot: inside one transaction PostgreSQL would otherwise
+    keep answering from the first snapshot, and a look taken before the writers queued would
+    never see them."""
     query = text(
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     deadline = time.monotonic() + 10
     async with database.connect() as connection:
-        while (await connection.execute(query)).scalar_one() < count:
+        while True:
+            await connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+            if (await connection.execute(query)).scalar_one() >= count:
+                return
             assert time.monotonic() < deadline, f"{count} writers never blocked"
             await asyncio.sleep(0.01)
 
