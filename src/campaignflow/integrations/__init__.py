@@ -1,0 +1,1 @@
+"""The integration layer: connectors to providers, and the webhooks they call back."""

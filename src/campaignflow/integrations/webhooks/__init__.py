@@ -1,0 +1,1 @@
+"""Inbound webhooks: verifying each provider's scheme, then turning payloads into events."""
