@@ -9,25 +9,24 @@ cached too, so a flood of bad keys costs one query per key per period, not one p
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from campaignflow.errors import AddressNotAllowed, Unauthenticated
 from campaignflow.security.api_keys import hash_key
 from campaignflow.security.network import IPNetwork, allowed, parse_cidrs
 from campaignflow.security.principal import Credential, CredentialKind, Principal
 from campaignflow.security.rbac import Permission, Role, parse_scopes
+from campaignflow.security.ttl_cache import DEFAULT_LIMIT, TTLCache
 from campaignflow.store.access import AccessStore, KeyIdentity, PrincipalContext
 from campaignflow.store.workflows import Clock, aware_now, utc_now
 
 Address = IPv4Address | IPv6Address
-_CACHE_LIMIT = 10_000
 _TOUCH_EVERY = timedelta(minutes=1)
-T = TypeVar("T")
 
 
 class AccessClaimsLike(Protocol):
@@ -45,6 +44,10 @@ class AccessClaimsLike(Protocol):
 
 class TokenVerifier(Protocol):
     async def verify_access_token(self, token: str) -> AccessClaimsLike: ...
+
+    async def client_allowlist(
+        self, workspace_id: str, client_id: str
+    ) -> tuple[str, ...] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,26 +70,6 @@ class Authenticated:
                 )
 
 
-class _TTLCache:
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._entries: dict[object, tuple[float, object]] = {}
-
-    async def get(self, key: object, load: Callable[[], Awaitable[T]]) -> T:
-        now = time.monotonic()
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]  # type: ignore[return-value]
-        value = await load()
-        if len(self._entries) >= _CACHE_LIMIT:
-            self._entries.clear()
-        self._entries[key] = (now + self._seconds, value)
-        return value
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 class Authenticator:
     def __init__(
         self,
@@ -99,8 +82,8 @@ class Authenticator:
         self._store = store
         self._tokens = tokens
         self._clock = clock
-        self._keys = _TTLCache(cache_seconds)
-        self._contexts = _TTLCache(cache_seconds)
+        self._keys: TTLCache[str, KeyIdentity | None] = TTLCache(cache_seconds)
+        self._contexts: TTLCache[tuple[str, str], PrincipalContext | None] = TTLCache(cache_seconds)
         self._used: dict[tuple[str, str], datetime] = {}
         self._touched: dict[tuple[str, str], datetime] = {}
 
@@ -132,8 +115,11 @@ class Authenticator:
         if self._tokens is None:
             raise Unauthenticated("Access tokens are not accepted by this server.")
         claims = await self._tokens.verify_access_token(token)
-        scope = (claims.workspace_id, claims.subject, claims.client_id)
-        context, client_cidrs = await self._contexts.get(scope, lambda: self._load(*scope))
+        workspace, subject = claims.workspace_id, claims.subject
+        context = await self._contexts.get(
+            (workspace, subject), lambda: self._store.context(workspace, subject)
+        )
+        client_cidrs = await self._tokens.client_allowlist(workspace, claims.client_id)
         if context is None or context.principal.disabled_at is not None:
             raise Unauthenticated("The token's principal is disabled or no longer exists.")
         credential = Credential(
@@ -150,12 +136,6 @@ class Authenticator:
         used, self._used = self._used, {}
         await self._store.touch_keys(used)
 
-    async def _load(
-        self, workspace_id: str, subject: str, client_id: str
-    ) -> tuple[PrincipalContext | None, list[str] | None]:
-        context = await self._store.context(workspace_id, subject)
-        return context, await self._store.client_cidrs(workspace_id, client_id)
-
     def _refuse_unusable_key(self, identity: KeyIdentity) -> None:
         key = identity.key
         if key.revoked_at is not None:
@@ -169,7 +149,7 @@ class Authenticator:
         now = aware_now(self._clock)
         last = self._touched.get((workspace_id, key_id))
         if last is None or now - last >= _TOUCH_EVERY:
-            if len(self._touched) >= _CACHE_LIMIT:
+            if len(self._touched) >= DEFAULT_LIMIT:
                 self._touched.clear()
             self._touched[(workspace_id, key_id)] = now
             self._used[(workspace_id, key_id)] = now
@@ -190,5 +170,11 @@ def _authenticated(context: PrincipalContext, credential: Credential) -> Authent
     )
 
 
-def _networks(cidrs: tuple[str, ...] | list[str] | None) -> tuple[IPNetwork, ...] | None:
-    return tuple(parse_cidrs(list(cidrs))) if cidrs is not None else None
+def _networks(cidrs: Sequence[str] | None) -> tuple[IPNetwork, ...] | None:
+    return _parsed(tuple(cidrs)) if cidrs is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """Allowlists are few and stored already checked: parsed once per process, not per request."""
+    return parse_cidrs(cidrs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from campaignflow.security.principal import Principal
 from campaignflow.security.rbac import ROLE_PERMISSIONS, Permission, Role, may_assign, parse_scopes
 from campaignflow.security.sealing import Sealer
 from campaignflow.security.signing_keys import RotationPolicy, SigningKeys
+from campaignflow.security.ttl_cache import TTLCache
 from campaignflow.services.access import checked_cidrs, grantable_scopes
 from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
@@ -83,29 +84,6 @@ class CreatedClient:
     secret: str  # shown once
 
 
-class _Expiring:
-    """Answers remembered for a few seconds (monotonic clock), bounded in number."""
-
-    def __init__(self, seconds: float, monotonic: Callable[[], float]) -> None:
-        self._seconds = seconds
-        self._monotonic = monotonic
-        self._entries: dict[str, tuple[float, bool]] = {}
-
-    async def get(self, key: str, load: Callable[[], Awaitable[bool]]) -> bool:
-        now = self._monotonic()
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = await load()
-        if len(self._entries) >= _CACHE_LIMIT:
-            self._entries.clear()
-        self._entries[key] = (now + self._seconds, value)
-        return value
-
-    def forget(self, key: str) -> None:
-        self._entries.pop(key, None)
-
-
 class OAuthService:
     def __init__(
         self,
@@ -123,8 +101,12 @@ class OAuthService:
         self.policy = TokenPolicy(
             settings.issuer, settings.audience, timedelta(seconds=settings.token_lifetime_seconds)
         )
-        self._client_ok = _Expiring(STATUS_CACHE_SECONDS, monotonic)
-        self._jti_revoked = _Expiring(STATUS_CACHE_SECONDS, monotonic)
+        self._clients: TTLCache[tuple[str, str], ClientRecord | None] = TTLCache(
+            STATUS_CACHE_SECONDS, monotonic=monotonic, limit=_CACHE_LIMIT
+        )
+        self._jti_revoked: TTLCache[str, bool] = TTLCache(
+            STATUS_CACHE_SECONDS, monotonic=monotonic, limit=_CACHE_LIMIT
+        )
         self._touched: dict[str, float] = {}
 
     def _now(self) -> datetime:
@@ -200,14 +182,22 @@ class OAuthService:
         return claims
 
     async def _client_active(self, claims: AccessClaims, *, fresh: bool) -> bool:
-        async def load() -> bool:
-            client = await self._store.get_client(claims.workspace_id, claims.client_id)
-            return client is not None and client.active and client.principal_id == claims.subject
-
-        key = f"{claims.workspace_id}/{claims.client_id}/{claims.subject}"
+        key = (claims.workspace_id, claims.client_id)
         if fresh:
-            self._client_ok.forget(key)
-        return await self._client_ok.get(key, load)
+            self._clients.forget(key)
+        client = await self._client(*key)
+        return client is not None and client.active and client.principal_id == claims.subject
+
+    async def _client(self, workspace_id: str, client_id: str) -> ClientRecord | None:
+        """The client as the status cache knows it (at most a few seconds old)."""
+        return await self._clients.get(
+            (workspace_id, client_id), lambda: self._store.get_client(workspace_id, client_id)
+        )
+
+    async def client_allowlist(self, workspace_id: str, client_id: str) -> tuple[str, ...] | None:
+        """The client's IP allowlist (``None``: any address), for the resource server."""
+        client = await self._client(workspace_id, client_id)
+        return client.allowed_cidrs if client is not None else None
 
     async def _revoked(self, jti: str, *, fresh: bool) -> bool:
         if fresh:

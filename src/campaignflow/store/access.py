@@ -22,7 +22,6 @@ from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
 from campaignflow.store.tables import (
     api_keys,
-    oauth_clients,
     principals,
     workflow_grants,
     workflows,
@@ -279,15 +278,6 @@ class AccessStore:
             await _require_workflow(connection, workspace_id, workflow_id)
             rows = await connection.execute(statement.order_by(workflow_grants.c.principal_id))
             return [GrantRecord(**row._mapping) for row in rows]
-
-    async def client_cidrs(self, workspace_id: str, client_id: str) -> list[str] | None:
-        """An OAuth client's own allowlist (the OAuth service owns the rest of that table)."""
-        statement = select(oauth_clients.c.allowed_cidrs).where(
-            oauth_clients.c.workspace_id == workspace_id, oauth_clients.c.client_id == client_id
-        )
-        async with self._db.read() as connection:
-            value = (await connection.execute(statement)).scalar()
-        return list(value) if value is not None else None
 
     async def workspace_cidrs(self, workspace_id: str) -> list[str] | None:
         async with self._db.read() as connection:
