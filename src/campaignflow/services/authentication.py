@@ -58,6 +58,12 @@ class Authenticated:
     credential_cidrs: tuple[IPNetwork, ...] | None
     workspace_cidrs: tuple[IPNetwork, ...] | None
 
+    @classmethod
+    def of(cls, principal: Principal, workspace_cidrs: Sequence[str] | None) -> Authenticated:
+        """The principal with its credential's and its workspace's allowlists."""
+        allowlist = principal.credential.allowed_cidrs
+        return cls(principal, _networks(allowlist), _networks(workspace_cidrs))
+
     def check_address(self, address: Address | None) -> None:
         for cidrs, whose in (
             (self.workspace_cidrs, "workspace"),
@@ -163,11 +169,7 @@ def _authenticated(context: PrincipalContext, credential: Credential) -> Authent
         credential=credential,
         grants={workflow: Role(role) for workflow, role in context.grants.items()},
     )
-    return Authenticated(
-        principal,
-        _networks(credential.allowed_cidrs),
-        _networks(context.workspace_cidrs),
-    )
+    return Authenticated.of(principal, context.workspace_cidrs)
 
 
 def _networks(cidrs: Sequence[str] | None) -> tuple[IPNetwork, ...] | None:

@@ -31,12 +31,13 @@ from campaignflow.api.oauth_schemas import (
 )
 from campaignflow.api.problems import ProblemError
 from campaignflow.config import Settings
+from campaignflow.errors import AddressNotAllowed
 from campaignflow.security.jwt_tokens import scope_text
-from campaignflow.security.network import allowed, parse_cidrs
 from campaignflow.security.principal import Credential, CredentialKind, Principal
 from campaignflow.security.rbac import Role, parse_scopes
 from campaignflow.security.sealing import Sealer
 from campaignflow.services.access import AccessService
+from campaignflow.services.authentication import Authenticated
 from campaignflow.services.oauth import ClientCredentials, OAuthError, OAuthService
 from campaignflow.store.database import Database
 from campaignflow.store.oauth import ClientRecord
@@ -146,7 +147,7 @@ async def _admit(request: Request, service: OAuthService, form: _Form) -> Client
     """Authenticate the client, name it for the audit log, and apply the IP allowlists of the
     client and its workspace, as for every other credential."""
     client = await service.authenticate_client(form.credentials())
-    request.state.principal = Principal(
+    principal = Principal(
         workspace_id=client.workspace_id,
         subject=client.principal_id,
         role=Role(client.role),
@@ -157,16 +158,13 @@ async def _admit(request: Request, service: OAuthService, form: _Form) -> Client
             client.allowed_cidrs,
         ),
     )
-    address = request_address(request)
+    request.state.principal = principal
     access: AccessService = request.app.state.access
     workspace = await access.store.workspace_cidrs(client.workspace_id)
-    for cidrs, whose in ((workspace, "workspace"), (client.allowed_cidrs, "client")):
-        if cidrs is not None and not allowed(address, parse_cidrs(list(cidrs))):
-            raise OAuthError(
-                "unauthorized_client",
-                f"Requests from {address or 'an unknown address'} are not allowed by the "
-                f"{whose}'s IP allowlist.",
-            )
+    try:
+        Authenticated.of(principal, workspace).check_address(request_address(request))
+    except AddressNotAllowed as exc:
+        raise OAuthError("unauthorized_client", exc.message) from exc
     return client
 
 
