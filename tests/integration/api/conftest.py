@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from campaignflow.api.app import create_app
 from campaignflow.config import Settings
 from campaignflow.store.database import Database
+from tests._support.api_clients import bearer, serving
 
 TOKEN = "test-token-0123456789abcdef"
 TEST_MASTER_KEY = "dGVzdC1vbmx5LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE="  # base64 of 32 bytes
@@ -52,13 +53,8 @@ def app_client(database: Database) -> ClientFactory:
         settings = settings or make_settings()
         app = create_app(settings, database=database)
         token = settings.api_token.get_secret_value() if settings.api_token else TOKEN
-        headers = {"Authorization": f"Bearer {token}"} if auth else {}
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://testserver", headers=headers
-            ) as http:
-                yield http
+        async with serving(app, bearer(token) if auth else None) as http:
+            yield http
 
     return open_client
 

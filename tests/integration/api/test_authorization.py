@@ -16,6 +16,7 @@ from campaignflow.api.app import create_app
 from campaignflow.api.auth import Authorize, require_writer
 from campaignflow.security.rbac import ROLE_PERMISSIONS, Permission, Role
 from campaignflow.store.database import Database
+from tests._support.api_clients import bearer, serving
 from tests._support.routes import served_routes
 from tests.integration.api.conftest import TOKEN, ClientFactory, make_settings, workflow
 
@@ -86,16 +87,10 @@ async def make_key(
 @pytest.fixture
 async def roles(database: Database) -> AsyncIterator[tuple[FastAPI, Roles]]:
     app = create_app(make_settings(), database=database)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://testserver",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as http:
-            team = Roles(http)
-            await team.create()
-            yield app, team
+    async with serving(app, bearer(TOKEN)) as http:
+        team = Roles(http)
+        await team.create()
+        yield app, team
 
 
 def _concrete(path: str) -> str:

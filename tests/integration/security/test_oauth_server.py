@@ -27,6 +27,7 @@ from campaignflow.security.signing_keys import RotationPolicy, SigningKeys
 from campaignflow.services.oauth import STATUS_CACHE_SECONDS, ClientCredentials, OAuthService
 from campaignflow.store.database import Database
 from campaignflow.store.oauth import OAuthStore
+from tests._support.api_clients import bearer, serving
 from tests.integration.api.conftest import make_settings, token_for
 
 with warnings.catch_warnings():
@@ -74,13 +75,8 @@ class Server:
 async def running(database: Database, settings: Settings) -> AsyncIterator[Server]:
     """The real app, with its OAuth service."""
     app = create_app(settings, database=database)
-    async with app.router.lifespan_context(app):
-        service = app.state.oauth
-        headers = {"Authorization": f"Bearer {token_for(settings.workspace_id)}"}
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE, headers=headers
-        ) as http:
-            yield Server(app, http, service, settings)
+    async with serving(app, bearer(token_for(settings.workspace_id))) as http:
+        yield Server(app, http, app.state.oauth, settings)
 
 
 @pytest.fixture

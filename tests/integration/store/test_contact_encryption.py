@@ -22,6 +22,7 @@ from campaignflow.store.contact_sealing import rewrap_contacts, seal_plaintext_c
 from campaignflow.store.contacts import ContactStore
 from campaignflow.store.database import Database
 from campaignflow.store.tables import contact_identities, contacts, executions
+from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import TEST_BLIND_INDEX_KEY, TEST_KEY, contact_cipher
 from tests.integration.api.conftest import TOKEN, make_settings
 
@@ -42,13 +43,8 @@ def store(database: Database) -> ContactStore:
 async def api(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     engine = Engine.on(database, contact_cipher=contact_cipher())
     app = create_app(make_settings(), database=database, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", headers=headers
-        ) as client:
-            yield client
+    async with serving(app, bearer(TOKEN)) as client:
+        yield client
     await engine.wakeup.aclose()
 
 

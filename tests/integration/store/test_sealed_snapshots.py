@@ -30,6 +30,7 @@ from campaignflow.store.executions import ExecutionStore
 from campaignflow.store.record_sealing import rewrap_records, seal_plaintext_records
 from campaignflow.store.tables import contact_identities, contacts, events, executions
 from campaignflow.store.workflows import WorkflowStore
+from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import TEST_BLIND_INDEX_KEY, TEST_KEY, contact_cipher
 from tests.integration.api.conftest import make_settings, token_for
 from tests.integration.triggers.conftest import START, WORKSPACE, Routing, event, journey
@@ -71,13 +72,8 @@ async def routing(database: Database) -> AsyncIterator[Routing]:
 @pytest.fixture
 async def api(database: Database, routing: Routing) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings(WORKSPACE), database=database, engine=routing.engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        headers = {"Authorization": f"Bearer {token_for(WORKSPACE)}"}
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", headers=headers
-        ) as client:
-            yield client
+    async with serving(app, bearer(token_for(WORKSPACE))) as client:
+        yield client
 
 
 async def raw_rows(database: Database) -> str:
