@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis
 
 from tests._support.servers import free_port, stop_process
 
@@ -127,3 +129,26 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Server]:
     env = cli_env(CAMPAIGNFLOW_DATABASE_URL=database_url, CAMPAIGNFLOW_API_TOKEN=TOKEN)
     with start_server(["serve"], env, tmp_path / "server.log") as server:
         yield server
+
+
+@pytest.fixture
+def stream_prefix(redis_url: str) -> Iterator[str]:
+    """A Redis key prefix of this test's own for the event bus; its keys are deleted after."""
+    prefix = f"cf-e2e-{secrets.token_hex(4)}"
+    yield prefix
+    client = Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def bus_env(database_url: str, redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    """``serve`` and ``worker`` on PostgreSQL and the Redis bus, with the bootstrap token."""
+    return cli_env(
+        CAMPAIGNFLOW_DATABASE_URL=database_url,
+        CAMPAIGNFLOW_REDIS_URL=redis_url,
+        CAMPAIGNFLOW_API_TOKEN=TOKEN,
+        CAMPAIGNFLOW_EVENTS__STREAM_PREFIX=prefix,
+        **extra,
+    )

@@ -8,16 +8,13 @@ worker takes over its shards, every accepted event is stored once and started on
 from __future__ import annotations
 
 import asyncio
-import secrets
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from redis import Redis
 from segment.analytics import Client
 from sqlalchemy import func, select
 
@@ -25,7 +22,15 @@ from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.database import Database
 from campaignflow.store.tables import events, executions
 from campaignflow.store.workflows import WorkflowStore
-from tests.e2e.conftest import REPO, TOKEN, cli_env, owner_key_in, spawn_worker, start_server
+from tests.e2e.conftest import (
+    REPO,
+    TOKEN,
+    bus_env,
+    cli_env,
+    owner_key_in,
+    spawn_worker,
+    start_server,
+)
 
 pytestmark = [pytest.mark.slow]
 
@@ -41,21 +46,14 @@ TRACKED = {
 
 
 @pytest.fixture
-def stream_env(postgres_database_url: str, redis_url: str) -> Iterator[dict[str, str]]:
-    prefix = f"cf-e2e-{secrets.token_hex(4)}"
-    yield cli_env(
-        CAMPAIGNFLOW_DATABASE_URL=postgres_database_url,
-        CAMPAIGNFLOW_REDIS_URL=redis_url,
-        CAMPAIGNFLOW_API_TOKEN=TOKEN,
-        CAMPAIGNFLOW_EVENTS__STREAM_PREFIX=prefix,
+def stream_env(postgres_database_url: str, redis_url: str, stream_prefix: str) -> dict[str, str]:
+    return bus_env(
+        postgres_database_url,
+        redis_url,
+        stream_prefix,
         CAMPAIGNFLOW_EVENTS__SHARD_LEASE_SECONDS="1",
         CAMPAIGNFLOW_EVENTS__SHARDS="4",
     )
-    client = Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _deploy(url: str, definition: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ from campaignflow.security.key_file import load_key_ring
 from campaignflow.store.database import Database
 from campaignflow.store.secrets import DatabaseSecretStore
 from campaignflow.store.tables import metadata
-from tests.e2e.conftest import TEST_MASTER_KEY, TOKEN, cli_env, spawn_worker, start_server
+from tests.e2e.conftest import TEST_MASTER_KEY, TOKEN, bus_env, spawn_worker, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 
@@ -33,21 +32,14 @@ MADE_UP_KEY = "cf_Zz99Yy88_" + secrets.token_urlsafe(32)
 
 
 @pytest.fixture
-def env(postgres_database_url: str, redis_url: str) -> Iterator[dict[str, str]]:
-    prefix = f"cf-scan-{secrets.token_hex(4)}"
-    yield cli_env(
-        CAMPAIGNFLOW_DATABASE_URL=postgres_database_url,
-        CAMPAIGNFLOW_REDIS_URL=redis_url,
-        CAMPAIGNFLOW_API_TOKEN=TOKEN,
-        CAMPAIGNFLOW_EVENTS__STREAM_PREFIX=prefix,
+def env(postgres_database_url: str, redis_url: str, stream_prefix: str) -> dict[str, str]:
+    return bus_env(
+        postgres_database_url,
+        redis_url,
+        stream_prefix,
         CAMPAIGNFLOW_EVENTS__SHARDS="2",
         CAMPAIGNFLOW_LOG__FORMAT="json",
     )
-    client = Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _exercise(base: str) -> list[str]:
