@@ -214,12 +214,14 @@ def up(
 
 async def _up(setup: EmbeddedSetup, host: str, port: int, examples: Path | None) -> None:
     from campaignflow import runtime
+    from campaignflow.security.contact_fields import contact_cipher_from
     from campaignflow.store.migrate import upgrade
 
     settings = setup.settings
     database = runtime.open_database(settings)
     await upgrade(database)
-    await runtime.seal_plaintext(database, settings)
+    cipher = contact_cipher_from(settings)
+    await runtime.seal_plaintext(database, cipher, settings)
     setup = runtime.EmbeddedSetup(settings, await runtime.bootstrap_credential(database, settings))
     if examples is not None:
         files = _check_folder(examples)
@@ -228,7 +230,7 @@ async def _up(setup: EmbeddedSetup, host: str, port: int, examples: Path | None)
         outcomes = await runtime.apply_files(database, settings.workspace_id, valid, activate=False)
         out.print(f"loaded {len(outcomes)} workflow(s) from {examples}")
     _print_banner(setup, host, port)
-    await runtime.serve_http(settings, database, host, port, with_worker=True)
+    await runtime.serve_http(settings, database, host, port, cipher=cipher, with_worker=True)
 
 
 def _print_banner(setup: EmbeddedSetup, host: str, port: int) -> None:

@@ -24,7 +24,7 @@ from campaignflow.engine.runtime import Engine, builtin_executors
 from campaignflow.engine.worker import Worker
 from campaignflow.errors import CampaignflowError, ConfigurationError
 from campaignflow.security.api_keys import generate_key
-from campaignflow.security.contact_fields import contact_cipher_from
+from campaignflow.security.contact_fields import ContactCipher, contact_cipher_from
 from campaignflow.security.key_file import embedded_encryption
 from campaignflow.security.rbac import UNRESTRICTED, Role
 from campaignflow.services.access import AccessService, CreatedKey
@@ -111,14 +111,12 @@ def open_database(settings: Settings) -> Database:
     return Database.from_url(settings.resolved_database_url)
 
 
-async def seal_plaintext(database: Database, settings: Settings) -> None:
+async def seal_plaintext(database: Database, cipher: ContactCipher, settings: Settings) -> None:
     """Seal what was stored in plaintext before the schema sealed it (contacts, executions and
     events written before migrations 0006 and 0007). Run by every role holding the keys (``up``,
     ``serve``, ``worker``) at start; resumable and idempotent, and a no-op once done, so they
     may all run it at once."""
-    sealed = await seal_plaintext_records(
-        database, contact_cipher_from(settings), settings.encryption.rewrap_batch_size
-    )
+    sealed = await seal_plaintext_records(database, cipher, settings.encryption.rewrap_batch_size)
     if sealed:
         logger.info("sealed the sensitive fields of older rows", extra={"rows": sealed})
 
@@ -156,17 +154,21 @@ async def apply_files(
 
 
 async def serve_http(
-    settings: Settings, database: Database, host: str, port: int, *, with_worker: bool = False
+    settings: Settings,
+    database: Database,
+    host: str,
+    port: int,
+    *,
+    cipher: ContactCipher,
+    with_worker: bool = False,
 ) -> None:
     """Run the API on ``database`` until interrupted; closes the database afterwards.
 
     ``with_worker`` (embedded mode) runs a worker and the time-trigger scheduler in the same
     process, sharing the engine's wake-up, so an execution started through the API begins at
-    once.
+    once. ``cipher`` is the process's one contact cipher (its key ring serves OAuth too).
     """
-    engine = Engine.on(
-        database, bus=open_bus(settings), contact_cipher=contact_cipher_from(settings)
-    )
+    engine = Engine.on(database, bus=open_bus(settings), contact_cipher=cipher)
     app = create_app(settings, database=database, engine=engine, run_router=with_worker)
     config = uvicorn.Config(
         app,
@@ -224,10 +226,9 @@ async def serve_worker(settings: Settings) -> None:
     database = Database.from_url(settings.resolved_database_url, pre_ping=False)
     try:
         await require_current_schema(database)
-        await seal_plaintext(database, settings)
-        engine = Engine.on(
-            database, bus=open_bus(settings), contact_cipher=contact_cipher_from(settings)
-        )
+        cipher = contact_cipher_from(settings)
+        await seal_plaintext(database, cipher, settings)
+        engine = Engine.on(database, bus=open_bus(settings), contact_cipher=cipher)
         router = None
         if settings.redis_url is not None:  # in-process events are routed by the API process
             router = start_router(engine, settings)
@@ -267,8 +268,9 @@ async def serve_production(settings: Settings, host: str, port: int) -> None:
     database = open_database(settings)
     try:
         await require_current_schema(database)
-        await seal_plaintext(database, settings)
+        cipher = contact_cipher_from(settings)
+        await seal_plaintext(database, cipher, settings)
     except CampaignflowError:
         await database.dispose()
         raise
-    await serve_http(settings, database, host, port)
+    await serve_http(settings, database, host, port, cipher=cipher)

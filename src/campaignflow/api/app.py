@@ -38,8 +38,8 @@ from campaignflow.engine.runtime import Engine
 from campaignflow.errors import CampaignflowError
 from campaignflow.observability.access_log import AccessLogMiddleware
 from campaignflow.security.contact_fields import contact_cipher_from
-from campaignflow.security.key_file import effective_encryption, load_key_ring
 from campaignflow.security.network import parse_cidrs
+from campaignflow.security.sealing import Sealer
 from campaignflow.services.access import AccessService
 from campaignflow.services.authentication import Authenticator
 from campaignflow.services.ingest import IngestLimits
@@ -81,7 +81,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
             IngestLimits(settings.events.max_event_bytes, settings.events.max_batch_bytes)
         )
         await store.ensure_workspace(settings.workspace_id, "Default workspace")
-        access = await _install_access(app, db, settings)
+        access = await _install_access(app, db, settings, parts.contacts.cipher.sealer)
         router = None
         if run_router or is_in_process(parts.bus):
             router = start_router(parts, settings)
@@ -134,9 +134,12 @@ class _AccessRuntime:
         await self._limiters.aclose()
 
 
-async def _install_access(app: FastAPI, db: Database, settings: Settings) -> _AccessRuntime:
+async def _install_access(
+    app: FastAPI, db: Database, settings: Settings, sealer: Sealer
+) -> _AccessRuntime:
     """Authentication state: the authenticator (cached lookups), the management service, the
-    trusted proxies, and the configured bootstrap token registered as an owner key."""
+    trusted proxies, and the configured bootstrap token registered as an owner key. ``sealer``
+    is the key ring the engine's stores already use: one ring per process."""
     store = AccessStore(db)
     authenticator = Authenticator(store, cache_seconds=settings.api.auth_cache_seconds)
     app.state.authenticator = authenticator
@@ -148,7 +151,6 @@ async def _install_access(app: FastAPI, db: Database, settings: Settings) -> _Ac
         await app.state.access.bootstrap(
             settings.workspace_id, settings.api_token.get_secret_value()
         )
-    sealer = load_key_ring(effective_encryption(settings.encryption, settings.data_dir))
     oauth = await start_oauth(app, db, settings, sealer)
     authenticator.use_tokens(oauth)
     return _AccessRuntime(authenticator, limiters, oauth)
