@@ -14,7 +14,6 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.params import Depends as DependsParam
 from fastapi.security import (
     HTTPAuthorizationCredentials,
     HTTPBasic,
@@ -138,8 +137,3 @@ class Authorize:
 def authorize(permission: Permission) -> Any:
     """``dependencies=[authorize(Permission.WORKFLOWS_WRITE)]`` on a route."""
     return Depends(Authorize(permission))
-
-
-def permission_of(dependency: DependsParam) -> Permission | None:
-    call = dependency.dependency
-    return call.permission if isinstance(call, Authorize) else None

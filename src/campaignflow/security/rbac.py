@@ -70,7 +70,6 @@ ALL_SCOPES = frozenset(Permission)
 #: The scope of a credential that may do whatever its principal may (its role and grants,
 #: as they are when it is used): what API keys created without scopes get.
 UNRESTRICTED = "*"
-INGESTION_SCOPES = frozenset({P.EVENTS_WRITE})
 
 _RANK = {role: rank for rank, role in enumerate(reversed(list(Role)))}
 
@@ -78,10 +77,6 @@ _RANK = {role: rank for rank, role in enumerate(reversed(list(Role)))}
 def rank(role: Role) -> int:
     """Higher is more powerful; used so nobody hands out more than they hold."""
     return _RANK[role]
-
-
-def highest(roles: Iterable[Role]) -> Role:
-    return max(roles, key=rank)
 
 
 def parse_scopes(names: Iterable[str]) -> frozenset[Permission]:
