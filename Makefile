@@ -1,4 +1,5 @@
-# campaignflow — every target works on a fresh machine with Python >= 3.11 and make.
+# campaignflow — every target works on a fresh machine with Python >= 3.11 and make; the tests
+# also need Node.js >= 18 with npm (Stoplight Prism for the contract tests, from package-lock.json).
 # Dependencies come from requirements.lock (hash-pinned); `make lock` regenerates it.
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ UV     := $(BIN)/uv
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install run test test-unit test-integration lint format typecheck bench lock schema openapi clean
+.PHONY: install install-node run test test-unit test-integration test-contract lint format typecheck bench lock schema openapi clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +21,20 @@ $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed ## create .venv and install the locked dependencies
+# Stoplight Prism for the contract tests (tests/contract), pinned in package-lock.json.
+node_modules/.installed: package-lock.json package.json
+	@command -v npm >/dev/null || { echo "npm (Node.js >= 18) is needed for the contract tests"; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the locked Python dependencies
+
+install-node: node_modules/.installed ## the locked npm tools of the contract tests (Prism)
 
 run: install ## start the platform on SQLite with the example workflows loaded
 	$(BIN)/campaignflow up --host $(HOST) --port $(PORT) --load-examples examples/workflows
 
-test: install ## lint, type-check and run every test (PostgreSQL is started if none is configured)
+test: install install-node ## lint, type-check and run every test (PostgreSQL is started if none is configured)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -36,6 +45,9 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/python -m pytest tests/integration
+
+test-contract: install install-node ## outgoing provider requests against the providers' specs (Prism)
+	$(BIN)/python -m pytest tests/contract
 
 lint: install ## ruff lint + format check, mypy --strict
 	$(BIN)/ruff check src tests bench
@@ -57,4 +69,4 @@ lock: $(UV) ## re-resolve requirements.lock from pyproject.toml
 		--generate-hashes --no-emit-index-url --no-emit-find-links -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

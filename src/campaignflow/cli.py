@@ -64,10 +64,11 @@ def _fail(exc: CampaignflowError) -> typer.Exit:
 def _check(file: WorkflowFile) -> WorkflowFile:
     """Add the definition's own problems to a parsed file's syntax problems."""
     from campaignflow.domain.validation import validate_definition
+    from campaignflow.integrations.catalog import connector_catalog
 
     if file.problems:
         return file
-    result = validate_definition(file.document)
+    result = validate_definition(file.document, catalog=connector_catalog())
     return WorkflowFile(file.path, file.document, result.problems)
 
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from campaignflow.engine.options import WorkerOptions
 from campaignflow.errors import ConfigurationError
+from campaignflow.integrations.settings import IntegrationSettings
 from campaignflow.observability.log_settings import LogSettings
 from campaignflow.security.network import NetworkSettings
 from campaignflow.security.oauth_settings import OAuthSettings
@@ -200,6 +201,7 @@ class Settings(BaseSettings):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
     access_log: bool = Field(True, description="Log one line per HTTP request.")
     log: LogSettings = Field(default_factory=LogSettings)
 

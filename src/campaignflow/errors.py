@@ -76,6 +76,14 @@ class InvalidDefinition(ClientError):
         super().__init__(message or f"The workflow definition has {count} problem(s).")
 
 
+class InvalidBody(ClientError):
+    """The request body does not fit the model that checks it (422 with every problem)."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"The request body has {len(self.problems)} problem(s).")
+
+
 class InvalidScenario(ClientError):
     """The dry-run scenario is invalid."""
 

@@ -20,9 +20,10 @@ import uvicorn
 from campaignflow.api.app import create_app
 from campaignflow.bus.factory import open_bus
 from campaignflow.config import Settings
-from campaignflow.engine.runtime import Engine, builtin_executors
+from campaignflow.engine.runtime import Engine
 from campaignflow.engine.worker import Worker
 from campaignflow.errors import CampaignflowError, ConfigurationError
+from campaignflow.integrations.runtime import Integrations, open_integrations
 from campaignflow.security.api_keys import generate_key
 from campaignflow.security.contact_fields import ContactCipher, contact_cipher_from
 from campaignflow.security.key_file import embedded_encryption
@@ -169,7 +170,14 @@ async def serve_http(
     once. ``cipher`` is the process's one contact cipher (its key ring serves OAuth too).
     """
     engine = Engine.on(database, bus=open_bus(settings), contact_cipher=cipher)
-    app = create_app(settings, database=database, engine=engine, run_router=with_worker)
+    integrations = integrations_of(engine, settings)
+    app = create_app(
+        settings,
+        database=database,
+        engine=engine,
+        run_router=with_worker,
+        integrations=integrations,
+    )
     config = uvicorn.Config(
         app,
         host=host,
@@ -187,7 +195,7 @@ async def serve_http(
     )
     worker_task = scheduler = None
     if with_worker:
-        worker_task = asyncio.create_task(run_worker_on(engine, settings))
+        worker_task = asyncio.create_task(run_worker_on(engine, settings, integrations))
         scheduler = start_scheduler(engine, settings, consumer_name())
     try:
         await uvicorn.Server(config).serve()
@@ -197,25 +205,37 @@ async def serve_http(
             worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker_task
+        await integrations.aclose()
         await engine.bus.close()
         await engine.wakeup.aclose()
         await database.dispose()
 
 
+def integrations_of(engine: Engine, settings: Settings) -> Integrations:
+    """The integration layer on the engine's database and key ring."""
+    return open_integrations(engine.database, settings, engine.contacts.cipher)
+
+
 @asynccontextmanager
-async def _worker_on(engine: Engine, settings: Settings) -> AsyncIterator[Worker]:
-    """A worker with the built-in executors; their HTTP client is closed when it is done."""
-    executors, http = builtin_executors()
+async def _worker_on(
+    engine: Engine, settings: Settings, integrations: Integrations | None = None
+) -> AsyncIterator[Worker]:
+    """A worker with ``http`` and every connector operation; the integration layer it opened
+    (HTTP client, guards) is closed when it is done, one handed in is left to its owner."""
+    links = integrations or integrations_of(engine, settings)
     try:
-        yield engine.worker(executors, settings.worker.options())
+        yield engine.worker(links.executors(), settings.worker.options())
     finally:
-        await http.aclose()
+        if integrations is None:
+            await links.aclose()
 
 
-async def run_worker_on(engine: Engine, settings: Settings) -> None:
+async def run_worker_on(
+    engine: Engine, settings: Settings, integrations: Integrations | None = None
+) -> None:
     """Run a worker until cancelled or signalled; the batch in hand is finished and committed
     before it returns, so a graceful stop leaves no lease to expire."""
-    async with _worker_on(engine, settings) as worker:
+    async with _worker_on(engine, settings, integrations) as worker:
         await worker.run_until_cancelled()
 
 

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 
+from campaignflow.api.auth import ProviderSignature
+
 
 @dataclass(frozen=True, slots=True)
 class ServedRoute:
@@ -28,3 +30,15 @@ def served_routes(app: FastAPI) -> Iterator[ServedRoute]:
             name=context.name or "",
             dependant=dependant if isinstance(dependant, Dependant) else None,
         )
+
+
+def signature_authenticated(route: ServedRoute) -> bool:
+    """Whether a provider's signature, not our credentials, authenticates the route (webhooks:
+    no caller workspace, no permission; their own tests cover who gets in)."""
+    pending = [route.dependant] if route.dependant else []
+    while pending:
+        dependant = pending.pop()
+        if isinstance(dependant.call, ProviderSignature):
+            return True
+        pending.extend(dependant.dependencies)
+    return False

@@ -19,6 +19,7 @@ from campaignflow.api.problems import install_problem_handlers
 from campaignflow.api.routers import (
     access,
     audit,
+    connections,
     contacts,
     dead_letters,
     events,
@@ -26,9 +27,12 @@ from campaignflow.api.routers import (
     health,
     oauth_clients,
     segment,
+    suppressions,
     triggers,
+    webhooks,
     workflows,
 )
+from campaignflow.api.routers import integrations as integrations_router
 from campaignflow.api.routers.oauth import install_oauth, start_oauth
 from campaignflow.api.schemas import problem_responses
 from campaignflow.bus.factory import is_in_process, open_bus
@@ -36,12 +40,15 @@ from campaignflow.bus.rate_limit_redis import RateLimiters, open_rate_limiter
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine
 from campaignflow.errors import CampaignflowError
+from campaignflow.integrations.describe import describe_connectors
+from campaignflow.integrations.runtime import Integrations, open_integrations
 from campaignflow.observability.access_log import AccessLogMiddleware
 from campaignflow.security.contact_fields import contact_cipher_from
 from campaignflow.security.network import parse_cidrs
 from campaignflow.security.sealing import Sealer
 from campaignflow.services.access import AccessService
 from campaignflow.services.authentication import Authenticator
+from campaignflow.services.connections import ConnectionService
 from campaignflow.services.ingest import IngestLimits
 from campaignflow.services.oauth import OAuthService
 from campaignflow.services.triggers import TriggerService
@@ -59,7 +66,11 @@ logger = logging.getLogger(__name__)
 
 
 def _lifespan(  # type: ignore[no-untyped-def]
-    database: Database | None, owns_database: bool, engine: Engine | None, run_router: bool
+    database: Database | None,
+    owns_database: bool,
+    engine: Engine | None,
+    run_router: bool,
+    integrations: Integrations | None,
 ):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +93,9 @@ def _lifespan(  # type: ignore[no-untyped-def]
         )
         await store.ensure_workspace(settings.workspace_id, "Default workspace")
         access = await _install_access(app, db, settings, parts.contacts.cipher.sealer)
+        links = integrations or open_integrations(db, settings, parts.contacts.cipher)
+        _install_integrations(app, links)
+        webhooks.start_webhooks(app, parts, links.secrets)
         router = None
         if run_router or is_in_process(parts.bus):
             router = start_router(parts, settings)
@@ -89,6 +103,8 @@ def _lifespan(  # type: ignore[no-untyped-def]
             yield
         finally:
             await access.aclose()
+            if integrations is None:
+                await links.aclose()
             if router is not None:
                 await stop_router(router)
             if engine is None:
@@ -98,6 +114,18 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 await db.dispose()
 
     return lifespan
+
+
+def _install_integrations(app: FastAPI, integrations: Integrations) -> None:
+    """The connections service and the connector catalog (described once: it is static)."""
+    app.state.connections = ConnectionService(
+        integrations.connections,
+        integrations.secrets,
+        integrations.connectors,
+        integrations.resolver,
+        integrations.executor,
+    )
+    app.state.integration_catalog = describe_connectors(integrations.connectors)
 
 
 class _AccessRuntime:
@@ -162,12 +190,14 @@ def create_app(
     database: Database | None = None,
     engine: Engine | None = None,
     run_router: bool = False,
+    integrations: Integrations | None = None,
 ) -> FastAPI:
     """Build the app. Pass ``database`` to share one (tests, the embedded mode); otherwise the
     app opens its own from ``settings`` at start-up and closes it at shutdown. Pass ``engine``
     to share its wake-up, caches and bus with a worker in the same process (embedded mode).
     An event router runs inside the app when the bus is in-process (ingestion waits for it) or
-    when ``run_router`` asks for one."""
+    when ``run_router`` asks for one. Pass ``integrations`` to share a worker's connection cache,
+    HTTP client and per-account guards (embedded mode); otherwise the app opens its own."""
     app = FastAPI(
         title="campaignflow",
         version=__version__,
@@ -175,7 +205,9 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
-        lifespan=_lifespan(database, database is None and engine is None, engine, run_router),
+        lifespan=_lifespan(
+            database, database is None and engine is None, engine, run_router, integrations
+        ),
     )
     app.state.settings = settings
     install_problem_handlers(app)
@@ -190,11 +222,16 @@ def create_app(
     api.include_router(access.router)
     api.include_router(audit.router)
     api.include_router(oauth_clients.router)
+    api.include_router(connections.router)
+    api.include_router(integrations_router.router)
+    api.include_router(suppressions.router)
     app.include_router(api)
     install_oauth(app)
     ingestion = APIRouter(dependencies=[Depends(refuse_nul)], responses=guarded)
     ingestion.include_router(events.router, prefix=API_PREFIX)
     ingestion.include_router(segment.router)
+    # Provider webhooks: authenticated by the provider's signature, not by our credentials.
+    ingestion.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(ingestion)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     install_edge(app, settings)

@@ -5,7 +5,8 @@
 limit; :func:`require_writer` also takes Segment's write key as HTTP Basic. Each route then declares
 the one permission it needs with ``dependencies=[authorize(Permission.X)]``; a route without one
 fails the route-table test. Under ``/workflows/{workflow_id}`` a per-workflow grant may raise the
-caller's role for that workflow.
+caller's role for that workflow. Provider webhooks authenticate by the provider's signature
+instead, and declare :func:`provider_signature`.
 """
 
 from __future__ import annotations
@@ -137,3 +138,25 @@ class Authorize:
 def authorize(permission: Permission) -> Any:
     """``dependencies=[authorize(Permission.WORKFLOWS_WRITE)]`` on a route."""
     return Depends(Authorize(permission))
+
+
+class ProviderSignature:
+    """The dependency of a route that a provider calls: it carries no credential of ours, but
+    the provider's signature over the request (or a secret in its URL), which the route's
+    service checks against the connection in the path. The route-table test admits such a
+    route without a permission, under ``/api/v1/webhooks/`` only."""
+
+    async def __call__(self, request: Request) -> None:
+        request.state.signature_authenticated = True
+
+
+def provider_signature() -> Any:
+    """``dependencies=[provider_signature()]`` on a webhook route."""
+    return Depends(ProviderSignature())
+
+
+async def refused_signature(request: Request) -> None:
+    """A webhook that failed authentication costs its address a token of the anonymous bucket,
+    like a wrong credential (429 once it is empty): forging or guessing is slowed, while a
+    provider's accepted webhooks are never limited by it."""
+    await _limit(request, "anonymous", str(request_address(request)))

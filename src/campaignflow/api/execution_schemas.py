@@ -9,9 +9,11 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from campaignflow.api.schemas import ApiModel
+from campaignflow.domain.deliveries import DeliveryStatus
 from campaignflow.engine.model import ExecutionRecord, ExecutionStatus, StepStatus
 from campaignflow.services.executions import ExecutionDetail as ExecutionDetailRecord
 from campaignflow.store.dead_letters import DeadLetterRecord
+from campaignflow.store.deliveries import DeliveryRecord
 from campaignflow.store.executions import StepRecord
 
 
@@ -81,6 +83,36 @@ def _execution_fields(record: ExecutionRecord) -> dict[str, Any]:
     }
 
 
+class DeliveryEvent(ApiModel):
+    event: str = Field(description="`sent`, `delivered`, `opened`, `bounced` …")
+    at: datetime
+    id: str | None = Field(None, description="The provider's id of the event.")
+
+
+class Delivery(ApiModel):
+    """How far the message a step sent got, by the provider's webhooks."""
+
+    status: DeliveryStatus = Field(
+        description="The furthest it got: `sent` < `deferred` < `delivered` < `opened` < "
+        "`clicked`; `dropped`, `bounced`, `unsubscribed` and `spam_reported` outrank those. "
+        "Webhooks arriving out of order or twice do not change it."
+    )
+    provider: str
+    provider_message_id: str | None = None
+    events: list[DeliveryEvent] = Field(description="Its history, oldest first (at most 50).")
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: DeliveryRecord) -> Delivery:
+        return cls(
+            status=record.status,
+            provider=record.provider,
+            provider_message_id=record.provider_message_id,
+            events=[DeliveryEvent.model_validate(event) for event in record.events],
+            updated_at=record.updated_at,
+        )
+
+
 class Step(ApiModel):
     seq: int = Field(description="Order of the step within the execution, from 1.")
     node_id: str
@@ -95,9 +127,12 @@ class Step(ApiModel):
     finished_at: datetime
     output: Any = None
     error: dict[str, Any] | None = None
+    delivery: Delivery | None = Field(
+        None, description="The message the step sent, if it sent one, and how far it got."
+    )
 
     @classmethod
-    def from_record(cls, record: StepRecord) -> Step:
+    def from_record(cls, record: StepRecord, delivery: DeliveryRecord | None = None) -> Step:
         return cls(
             seq=record.seq,
             node_id=record.node_id,
@@ -109,6 +144,7 @@ class Step(ApiModel):
             finished_at=record.finished_at,
             output=record.output,
             error=record.error,
+            delivery=Delivery.from_record(delivery) if delivery is not None else None,
         )
 
 
@@ -119,7 +155,9 @@ class ExecutionDetail(Execution):
     def from_detail(cls, detail: ExecutionDetailRecord) -> ExecutionDetail:
         return cls(
             **_execution_fields(detail.execution),
-            steps=[Step.from_record(step) for step in detail.steps],
+            steps=[
+                Step.from_record(step, detail.deliveries.get(step.seq)) for step in detail.steps
+            ],
         )
 
 

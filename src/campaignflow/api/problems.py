@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 _STATUS_BY_ERROR: tuple[tuple[type[errors.CampaignflowError], HTTPStatus, str], ...] = (
     (errors.InvalidDefinition, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-definition"),
     (errors.InvalidScenario, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-scenario"),
+    (errors.InvalidBody, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-body"),
     (errors.InvalidField, HTTPStatus.UNPROCESSABLE_ENTITY, "invalid-field"),
     (errors.Unauthenticated, HTTPStatus.UNAUTHORIZED, "unauthenticated"),
     (errors.AddressNotAllowed, HTTPStatus.FORBIDDEN, "address-not-allowed"),
@@ -119,7 +120,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
         logger.error("request failed: %s", exc, exc_info=exc)
     problems: list[dict[str, object]] = (
         [p.to_dict() for p in exc.problems]
-        if isinstance(exc, errors.InvalidDefinition | errors.InvalidScenario)
+        if isinstance(exc, errors.InvalidDefinition | errors.InvalidScenario | errors.InvalidBody)
         else []
     )
     if isinstance(exc, errors.InvalidField):

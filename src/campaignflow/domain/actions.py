@@ -95,6 +95,7 @@ class ActionSpec:
     description: str
     params: type[BaseModel] | None = None
     expression_params: frozenset[str] = frozenset()
+    connector: str | None = None  # a connector operation: its provider, whose connection it needs
 
 
 class UnknownAction(ClientError):
@@ -132,7 +133,9 @@ class ActionCatalog:
         siblings = [known for known in self.specs if known.startswith(namespace + ".")]
         if siblings or not self.open_namespaces:
             raise UnknownAction(name, siblings or self.specs)
-        return ActionSpec(name, "Connector operation (not registered yet; params unchecked).")
+        return ActionSpec(
+            name, "Connector operation (not registered; params unchecked).", connector=namespace
+        )
 
     def _plain_names(self) -> list[str]:
         return [known for known in self.specs if "." not in known]

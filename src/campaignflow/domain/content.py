@@ -104,6 +104,23 @@ class ContentCheck:
                 Problem((*path, "action"), exc.message, "unknown_action", {"known": exc.known})
             )
             return
+        if spec.connector is not None and config.connection is None:
+            self.problems.append(
+                Problem(
+                    (*path, "connection"),
+                    f"{config.action} runs through a connection: name the workspace's "
+                    f"{spec.connector} connection here",
+                    "missing_connection",
+                )
+            )
+        elif spec.connector is None and config.connection is not None:
+            self.problems.append(
+                Problem(
+                    (*path, "connection"),
+                    f"{config.action} is built in and takes no connection",
+                    "unexpected_connection",
+                )
+            )
         params_path = (*path, "params")
         self.params(params_path, spec, config.params)
         for key, value in config.params.items():
@@ -119,7 +136,10 @@ class ContentCheck:
             spec.params.model_validate(params)
         except ValidationError as exc:
             known = field_vocabulary(spec.params)
-            self.problems += problems_from_error(exc, params, prefix=path, vocabulary=known)
+            found = problems_from_error(exc, params, prefix=path, vocabulary=known)
+            self.problems += [
+                problem for problem in found if not _templated(params, problem.path[len(path) :])
+            ]
 
     def expression_map(self, path: Path, value: object) -> None:
         """CEL-valued parameters (``set.variables``): each string value is compiled."""
@@ -137,6 +157,22 @@ class ContentCheck:
                 self.problems.append(_template_problem(where, parsed))
             else:
                 self.templates[to_pointer(where)] = parsed
+
+
+def _templated(document: object, path: Path) -> bool:
+    """Whether the value at ``path`` is a Liquid template string: its type and format are known
+    only once rendered, so the operation's model checks it again at run time, not on save."""
+    value = document
+    for part in path:
+        if isinstance(value, Mapping) and isinstance(part, str) and part in value:
+            value = value[part]
+        elif isinstance(value, Sequence) and not isinstance(value, str) and isinstance(part, int):
+            if not 0 <= part < len(value):
+                return False
+            value = value[part]
+        else:
+            return False
+    return isinstance(value, str) and is_template(value)
 
 
 def _template_problem(path: Path, issue: TemplateIssue) -> Problem:

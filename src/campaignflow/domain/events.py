@@ -47,8 +47,20 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     @property
     def partition_key(self) -> str:
-        """Which identity orders this event: one contact's events share a bus shard."""
-        return self.user_id or self.anonymous_id or self.previous_id or self.message_id
+        """Which identity orders this event: one contact's events share a bus shard. An event
+        known only by an address (a provider webhook's) is ordered by that address."""
+        return (
+            self.user_id
+            or self.anonymous_id
+            or self.previous_id
+            or self._context_email()
+            or self.message_id
+        )
+
+    def _context_email(self) -> str | None:
+        traits = self.context.get("traits")
+        email = traits.get("email") if isinstance(traits, dict) else None
+        return "email:" + email.strip().lower() if isinstance(email, str) and email else None
 
     def to_variables(self) -> dict[str, Any]:
         """The event as CEL's ``event`` variable and as a workflow's view of it (camelCase,

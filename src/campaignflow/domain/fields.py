@@ -32,6 +32,7 @@ from campaignflow.domain.schedules import ScheduleError
 
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 WORKFLOW_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+CONNECTION_NAME_PATTERN = WORKFLOW_ID_PATTERN  # a slug, like workflow ids
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
 

@@ -28,6 +28,16 @@ from campaignflow.domain.contacts import (
 from campaignflow.domain.events import Event
 
 
+def email_identity(event: Event) -> str | None:
+    """The address a ``track`` event with neither userId nor anonymousId is known by: its
+    ``context.traits.email``, normalised. Provider webhooks (an open, a bounce) name the
+    recipient by address only; this lets them reach the contact holding that email."""
+    if event.type != "track" or event.user_id or event.anonymous_id:
+        return None
+    traits = event.context.get("traits")
+    return normalize_email(traits.get("email")) if isinstance(traits, dict) else None
+
+
 def identity_keys(events: Iterable[Event]) -> set[IdentityKey]:
     """Every identity a batch mentions: what the store loads before resolving it. An alias's
     previousId may be a userId or an anonymousId, so both are looked up."""
@@ -38,6 +48,8 @@ def identity_keys(events: Iterable[Event]) -> set[IdentityKey]:
             keys.add((workspace, USER_ID, event.user_id))
         if event.anonymous_id:
             keys.add((workspace, ANONYMOUS_ID, event.anonymous_id))
+        if (address := email_identity(event)) is not None:
+            keys.add((workspace, EMAIL, address))
         if event.type == "alias" and event.previous_id:
             keys.add((workspace, USER_ID, event.previous_id))
             keys.add((workspace, ANONYMOUS_ID, event.previous_id))
@@ -89,7 +101,9 @@ class BatchResolver:
       userId's contact; an unknown userId is given to the previousId's contact instead, and
       an unknown previousId is attached to the userId's contact as an anonymousId.
     - ``track``, ``page``, ``screen``: the userId's contact (or the anonymousId's, when it has
-      no userId yet); new identities of the event are attached to it. No trait changes.
+      no userId yet); new identities of the event are attached to it. No trait changes. A
+      ``track`` with neither id but an address (:func:`email_identity`) goes to the contact
+      with that email, or to a new contact holding it.
     - ``group``: the contact as for ``track``, with no change but the sighting.
 
     Unknown identities make new contacts; every contact's ``last_seen_at`` is its latest event.
@@ -151,6 +165,8 @@ class BatchResolver:
         workspace = event.workspace_id
         user = _key(workspace, USER_ID, event.user_id)
         anonymous = _key(workspace, ANONYMOUS_ID, event.anonymous_id)
+        if user is None and anonymous is None and (address := email_identity(event)):
+            return self._by_email(workspace, address)
         contact = self._owned(user)
         if contact is None:
             candidate = self._owned(anonymous)
@@ -161,6 +177,12 @@ class BatchResolver:
         if attach:
             contact = self._claim(self._claim(contact, user), anonymous)
         return contact
+
+    def _by_email(self, workspace: str, email: str) -> ContactRecord:
+        """The contact with this email, else a new one holding it (so the next event with the
+        address, or an identify that declares it, finds this one: no duplicate)."""
+        key = (workspace, EMAIL, email)
+        return self._owned(key) or self._create(workspace, key, email=email)
 
     def _identify(self, event: Event) -> ContactRecord:
         workspace, user_id = event.workspace_id, event.user_id or None
@@ -241,13 +263,16 @@ class BatchResolver:
         if address is not None:
             self._owner.setdefault((contact.workspace_id, EMAIL, address), contact.key)
 
-    def _create(self, workspace_id: str, *keys: IdentityKey | None) -> ContactRecord:
-        """A new contact with those of ``keys`` nobody has (its userId, if one is free)."""
+    def _create(
+        self, workspace_id: str, *keys: IdentityKey | None, email: str | None = None
+    ) -> ContactRecord:
+        """A new contact with those of ``keys`` nobody has (its userId, if one is free;
+        ``email`` only with its free identity among ``keys``)."""
         free = [key for key in keys if key is not None and key not in self._owner]
         user_id = next((key[2] for key in free if key[1] == USER_ID), None)
         now = self._now
         contact = ContactRecord(
-            workspace_id, self._new_id(), user_id, None, None, {}, now, now, None
+            workspace_id, self._new_id(), user_id, email, None, {}, now, now, None
         )
         self._contacts[contact.key] = contact
         for key in free:

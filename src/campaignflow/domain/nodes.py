@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from campaignflow.domain.fields import (
     ATTRIBUTE_PATTERN,
+    CONNECTION_NAME_PATTERN,
     CelSource,
     Description,
     DurationValue,
@@ -38,6 +39,11 @@ class ActionConfig(FormatModel):
     action: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")] = Field(
         description="A built-in action (http, set, log) or connector.operation, e.g. "
         "hubspot.upsert_contact."
+    )
+    connection: Annotated[str, Field(pattern=CONNECTION_NAME_PATTERN)] | None = Field(
+        None,
+        description="For a connector operation: the name of the workspace's connection (the "
+        "provider account, with its credentials) to call it through.",
     )
     params: dict[str, JsonValue] = Field(
         default_factory=dict,

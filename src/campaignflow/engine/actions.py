@@ -38,10 +38,17 @@ class ActionCall:
     execution_id: str
     node_id: str
     attempt: int
+    token: str = ""  # the parallel branch ("" = the main path)
+    connection: str | None = None  # connector operations: the connection's name
 
 
 class ActionFailed(CampaignflowError):
-    """The action did not take effect (as far as the executor can tell)."""
+    """The action did not take effect (as far as the executor can tell).
+
+    ``deferred``: the call was not attempted because of our own pacing (an account's rate limit
+    is taken for the next seconds); the engine runs the step again after ``retry_after_s``
+    without counting an attempt, since nothing failed.
+    """
 
     def __init__(
         self,
@@ -50,9 +57,11 @@ class ActionFailed(CampaignflowError):
         retryable: bool,
         retry_after_s: float | None = None,
         details: Mapping[str, Any] | None = None,
+        deferred: bool = False,
     ) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable = retryable or deferred
+        self.deferred = deferred
         self.retry_after_s = retry_after_s
         self.details: Mapping[str, Any] = MappingProxyType(dict(details or {}))
 

@@ -36,6 +36,18 @@ _FORBIDDEN_IN_HEADERS = re.compile(r"[\r\n\x00]")
 
 
 @dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """A response read in full (up to the size cap): lower-cased headers, the body parsed when
+    it is JSON (else text), and its first characters as text for error details."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+    text: str
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class _Request:
     method: str
     url: str
@@ -66,6 +78,32 @@ class HttpExecutor:
 
     async def execute(self, call: ActionCall) -> dict[str, Any]:
         request = _build_request(call, self._default_timeout_s)
+        answer = await self._exchange(request)
+        return self._outcome(request, answer)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout_s: float | None = None,
+    ) -> HttpAnswer:
+        """One exchange over the pooled session, whatever the status (connectors classify it
+        themselves); transport failures raise :class:`ActionFailed` naming the host only."""
+        _, host = _url_and_host(url)
+        request = _Request(
+            method=method,
+            url=url,
+            host=host,
+            headers=dict(headers),
+            body=body,
+            timeout_s=timeout_s or self._default_timeout_s,
+        )
+        return await self._exchange(request)
+
+    async def _exchange(self, request: _Request) -> HttpAnswer:
         session = self._session_for_call()
         with _map_exceptions(request):
             async with session.request(
@@ -78,7 +116,17 @@ class HttpExecutor:
                 timeout=aiohttp.ClientTimeout(total=request.timeout_s),
             ) as response:
                 raw, truncated = await _read_capped(response, self._max_body_bytes)
-        return self._outcome(request, response, raw, truncated)
+        return HttpAnswer(
+            status=response.status,
+            headers=_lowered_headers(response),
+            body=_parse_body(response, raw, truncated),
+            text=_text(response, raw[: DETAILS_BODY_CHARS * 4])[:DETAILS_BODY_CHARS],
+            truncated=truncated,
+        )
+
+    def retry_after(self, answer: HttpAnswer) -> float | None:
+        """The answer's ``Retry-After`` in seconds from now, if it has a usable one."""
+        return parse_retry_after(answer.headers.get("retry-after"), self._clock.now())
 
     async def aclose(self) -> None:
         """Close the pooled connections; later calls fail (retryably) instead of reopening."""
@@ -103,27 +151,21 @@ class HttpExecutor:
             )
         return self._session
 
-    def _outcome(
-        self, request: _Request, response: aiohttp.ClientResponse, raw: bytes, truncated: bool
-    ) -> dict[str, Any]:
-        status = response.status
+    def _outcome(self, request: _Request, answer: HttpAnswer) -> dict[str, Any]:
+        status = answer.status
         if 200 <= status < 300 or status == 304:
             return {
                 "status": status,
-                "headers": _lowered_headers(response),
-                "body": _parse_body(response, raw, truncated),
-                "truncated": truncated,
+                "headers": answer.headers,
+                "body": answer.body,
+                "truncated": answer.truncated,
             }
         retryable = status in RETRYABLE_STATUSES or status >= 500
-        retry_after = response.headers.get("Retry-After") if retryable else None
         raise ActionFailed(
             f"HTTP {status} from {request.host}",
             retryable=retryable,
-            retry_after_s=parse_retry_after(retry_after, self._clock.now()),
-            details={
-                "status": status,
-                "body": _text(response, raw[: DETAILS_BODY_CHARS * 4])[:DETAILS_BODY_CHARS],
-            },
+            retry_after_s=self.retry_after(answer) if retryable else None,
+            details={"status": status, "body": answer.text},
         )
 
 

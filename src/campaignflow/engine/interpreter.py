@@ -75,12 +75,14 @@ class StepFailure(Exception):
         retryable: bool = False,
         retry_after_s: float | None = None,
         details: Mapping[str, Any] | None = None,
+        deferred: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.details = dict(details or {})
+        self.deferred = deferred and retry_after_s is not None
 
     def to_dict(self, attempt: int, at: datetime) -> dict[str, Any]:
         error: dict[str, Any] = {
@@ -358,6 +360,8 @@ class _Run:
             execution_id=self.execution.id,
             node_id=node.id,
             attempt=attempt,
+            token=token,
+            connection=node.config.connection,
         )
         try:
             return await executor.execute(call)
@@ -367,6 +371,7 @@ class _Run:
                 retryable=exc.retryable,
                 retry_after_s=exc.retry_after_s,
                 details=exc.details,
+                deferred=exc.deferred,
             ) from exc
         except Exception as exc:  # a bug in an executor must not take the batch down
             logger.exception("action executor %r raised", node.config.action)
@@ -493,6 +498,10 @@ class _Run:
 
     def _failed(self, node: Node, token: str, attempt: int, failure: StepFailure) -> str | None:
         key = f"{token}|{node.id}"
+        if failure.deferred and failure.retry_after_s is not None:  # not tried: not an attempt
+            due = self.now + timedelta(seconds=failure.retry_after_s)
+            self._park(NewTask(node.id, token, TaskKind.RUN, attempt, due))
+            return _PARK
         history = self.errors.setdefault(key, [])
         history.append(failure.to_dict(attempt, self.now))
         policy = self.compiled.retry_policies.get(node.id)

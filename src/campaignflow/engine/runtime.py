@@ -22,6 +22,7 @@ from campaignflow.store.admission import AdmissionStore
 from campaignflow.store.contacts import ContactStore
 from campaignflow.store.database import Database
 from campaignflow.store.dead_letters import DeadLetterStore
+from campaignflow.store.deliveries import DeliveryStore
 from campaignflow.store.events import EventStore
 from campaignflow.store.executions import ExecutionStore
 from campaignflow.store.task_queue import TaskQueue
@@ -86,6 +87,7 @@ class Engine:
             self.compiled,
             self.wakeup,
             self.clock,
+            DeliveryStore(self.database),
         )
 
     def worker(self, executors: ExecutorRegistry, options: WorkerOptions | None = None) -> Worker:

@@ -5,7 +5,8 @@ Recorded (SOC 2 access logging): every mutating request (POST, PUT, PATCH, DELET
 classified by route name (FastAPI's endpoint function name) in two explicit sets, and a test
 fails when a ``GET`` route under ``/api/v1`` is in neither, so a new route must be classified.
 
-Ingestion (``/api/v1/events*`` and Segment's ``/v1/*``) is not recorded per accepted request —
+Ingestion (``/api/v1/events*``, provider webhooks ``/api/v1/webhooks/*`` and Segment's
+``/v1/*``) is not recorded per accepted request —
 events are kept in the event log with their messageId, and hundreds of batches per second would
 swamp the audit log — but its denied attempts (401, 403) are.
 
@@ -28,7 +29,8 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 API_PREFIX = "/api/v1"
 OAUTH_PREFIX = "/oauth"
 SEGMENT_PREFIX = "/v1"
-_INGESTION_PREFIXES = (f"{API_PREFIX}/events", SEGMENT_PREFIX)
+# Provider webhooks are ingestion too: hundreds of batches a second, kept in the event log.
+_INGESTION_PREFIXES = (f"{API_PREFIX}/events", f"{API_PREFIX}/webhooks", SEGMENT_PREFIX)
 DENIED_STATUSES = frozenset({401, 403})
 
 # GET routes whose answer holds personal data: contacts; executions (their input and subject,
@@ -45,6 +47,9 @@ PERSONAL_DATA_READS = frozenset(
         "list_principals",
         "get_principal",
         "list_audit_log",
+        # Who unsubscribed, bounced or complained (by keyed digest, or the address asked).
+        "list_suppressions",
+        "check_suppression",
     }
 )
 # GET routes that do not: definitions, triggers, versions, API key and grant metadata, the
@@ -63,8 +68,12 @@ NOT_PERSONAL_READS = frozenset(
         "list_oauth_clients",
         "get_oauth_client",
         "verify_audit_log",
+        "list_connections",
+        "get_connection",
+        "list_integrations",
         "openapi",
         "swagger_ui_html",
+        "check_webhook_url",  # a provider's check of a webhook URL: answers only ok
     }
 )
 

@@ -32,12 +32,12 @@ import orjson
 
 from campaignflow.domain.contacts import EMAIL, ContactRecord, IdentityKey
 from campaignflow.security.blind_index import BlindIndex
+from campaignflow.security.envelope import RewrappingSealer
 from campaignflow.security.key_file import (
     effective_encryption,
     load_blind_index,
     load_key_ring,
 )
-from campaignflow.security.sealing import Sealer
 
 if TYPE_CHECKING:
     from campaignflow.config import Settings
@@ -73,13 +73,13 @@ class StoredContact:
 class ContactCipher:
     """Seals and opens the sensitive fields of contacts; decides which keys are sensitive."""
 
-    def __init__(self, sealer: Sealer, index: BlindIndex, fields: Iterable[str]) -> None:
+    def __init__(self, sealer: RewrappingSealer, index: BlindIndex, fields: Iterable[str]) -> None:
         self._sealer = sealer
         self._index = index
         self._fields = frozenset(name.casefold() for name in fields)
 
     @property
-    def sealer(self) -> Sealer:
+    def sealer(self) -> RewrappingSealer:
         return self._sealer
 
     def is_sensitive(self, name: str) -> bool:

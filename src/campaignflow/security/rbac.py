@@ -25,9 +25,13 @@ class Permission(StrEnum):
     CONTACTS_READ = "contacts:read"
     CONTACTS_WRITE = "contacts:write"
     EVENTS_WRITE = "events:write"
+    SUPPRESSIONS_READ = "suppressions:read"
+    SUPPRESSIONS_WRITE = "suppressions:write"
     ACCESS_READ = "access:read"
     ACCESS_WRITE = "access:write"
     AUDIT_READ = "audit:read"
+    CONNECTIONS_READ = "connections:read"
+    CONNECTIONS_WRITE = "connections:write"
     WORKSPACE_WRITE = "workspace:write"
 
 
@@ -50,9 +54,16 @@ _OPERATOR = _VIEWER | {
     P.DEAD_LETTERS_WRITE,
     P.CONTACTS_READ,
     P.EVENTS_WRITE,
+    P.CONNECTIONS_READ,
+    P.SUPPRESSIONS_READ,  # like contacts: whether a person's address may be mailed
 }
-_EDITOR = _OPERATOR | {P.WORKFLOWS_WRITE, P.TRIGGERS_WRITE, P.CONTACTS_WRITE}
-_ADMIN = _EDITOR | {P.ACCESS_READ, P.ACCESS_WRITE, P.AUDIT_READ}
+_EDITOR = _OPERATOR | {
+    P.WORKFLOWS_WRITE,
+    P.TRIGGERS_WRITE,
+    P.CONTACTS_WRITE,
+    P.SUPPRESSIONS_WRITE,
+}
+_ADMIN = _EDITOR | {P.ACCESS_READ, P.ACCESS_WRITE, P.AUDIT_READ, P.CONNECTIONS_WRITE}
 _OWNER = _ADMIN | {P.WORKSPACE_WRITE}
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {

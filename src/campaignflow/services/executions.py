@@ -5,7 +5,7 @@ event, and the dead-letter queue. REST, GraphQL and the event router call these,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -19,6 +19,7 @@ from campaignflow.engine.simulator import simulate
 from campaignflow.engine.waits import wait_takes
 from campaignflow.errors import Conflict, IdempotencyKeyReused
 from campaignflow.store.dead_letters import DeadLetterRecord, DeadLetterStore
+from campaignflow.store.deliveries import DeliveryRecord, DeliveryStore
 from campaignflow.store.executions import (
     ExecutionStore,
     NewExecution,
@@ -41,6 +42,8 @@ class InFlightPolicy(StrEnum):
 class ExecutionDetail:
     execution: ExecutionRecord
     steps: list[StepRecord]
+    # The message each step sent, by the step's seq (see :func:`messages_of_steps`).
+    deliveries: dict[int, DeliveryRecord] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class ExecutionService:
     compiled: CompiledWorkflows
     wakeup: Wakeup
     clock: Clock
+    deliveries: DeliveryStore | None = None
 
     async def execute(
         self,
@@ -110,9 +114,13 @@ class ExecutionService:
         return result.to_dict()
 
     async def get(self, workspace_id: str, execution_id: str) -> ExecutionDetail:
+        """The execution, its steps, and the delivery status of the messages they sent."""
         execution = await self.executions.get(workspace_id, execution_id)
         steps = await self.executions.steps(workspace_id, execution_id)
-        return ExecutionDetail(execution, steps)
+        if self.deliveries is None:
+            return ExecutionDetail(execution, steps)
+        sent = await self.deliveries.for_execution(workspace_id, execution_id)
+        return ExecutionDetail(execution, steps, messages_of_steps(steps, sent))
 
     async def list_executions(
         self,
@@ -237,6 +245,31 @@ class ExecutionService:
 
     async def discard(self, workspace_id: str, dead_letter_id: str) -> DeadLetterRecord:
         return await self.letters.discard(workspace_id, dead_letter_id, self.clock.now())
+
+
+def messages_of_steps(
+    steps: list[StepRecord], sent: list[DeliveryRecord]
+) -> dict[int, DeliveryRecord]:
+    """Which completed step sent each message (step seq → message).
+
+    A message row names its node and branch token, not the step's seq, and one node may run
+    several times on a branch (a loop, a replayed dead letter). Each message goes to the latest
+    completed step of its node and branch that started no later than it was sent and has no
+    message yet, the latest messages choosing first: so a visit that sent nothing (its
+    recipient suppressed) is skipped, and visits keep their messages in order.
+    """
+    slots: dict[tuple[str, str], list[StepRecord]] = {}
+    for step in steps:
+        if step.status == "completed":
+            slots.setdefault((step.node_id, step.token), []).append(step)
+    taken: dict[int, DeliveryRecord] = {}
+    for message in sorted(sent, key=lambda m: (m.sent_at, m.send_id), reverse=True):
+        free = [s for s in slots.get((message.node_id, message.token), []) if s.seq not in taken]
+        before = [s for s in free if s.started_at <= message.sent_at]
+        chosen = before[-1] if before else (free[0] if free else None)
+        if chosen is not None:
+            taken[chosen.seq] = message
+    return taken
 
 
 def _same_request(

@@ -8,7 +8,7 @@ validation are handed in, so the rules are tested against real databases without
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from campaignflow.domain.actions import ActionCatalog
@@ -20,6 +20,7 @@ from campaignflow.domain.validation import (
 )
 from campaignflow.domain.workflow import WorkflowDefinition
 from campaignflow.errors import Conflict, InvalidDefinition, NotFound
+from campaignflow.integrations.catalog import connector_catalog
 from campaignflow.store.workflows import (
     VersionRecord,
     WorkflowRecord,
@@ -57,7 +58,7 @@ class WorkflowService:
     """Rules of the workflows resource over a :class:`WorkflowStore`."""
 
     store: WorkflowStore
-    catalog: ActionCatalog | None = None
+    catalog: ActionCatalog = field(default_factory=connector_catalog)
 
     def validate(self, document: object, *, workflow_id: str | None = None) -> WorkflowDefinition:
         """Return the typed definition or raise :class:`InvalidDefinition` with every problem.

@@ -184,7 +184,8 @@ class ContactStore:
         in a constant number of statements: one read that locks the contacts the batch
         mentions, then one bulk statement per kind of change. An event whose contact a later
         event merged into another gets the survivor. Every event needs a userId or an
-        anonymousId (an alias: userId and previousId).
+        anonymousId (an alias: userId and previousId), or, for a ``track``, an address in
+        ``context.traits.email`` (a provider webhook's recipient).
 
         When a concurrent caller claims an identity this batch meant to create, the batch's
         writes are rolled back to a savepoint and it is resolved again with that owner.

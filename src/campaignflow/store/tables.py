@@ -537,3 +537,86 @@ audit_log = Table(
     Index(None, "workspace_id", "actor_id", "seq"),
     Index(None, "workspace_id", "resource_type", "resource_id", "seq"),
 )
+
+# --- Integrations (migration 0008) -----------------------------------------------------------
+# A connection is one provider account a workspace connected. ``id`` is global (it appears in
+# inbound webhook URLs, which carry no workspace); ``name`` is unique in the workspace and is
+# what workflow files refer to, so a file moves between workspaces unchanged. The credentials
+# are in the secret store under ``connection:<id>``, never in this row.
+CONNECTION_TEST_OUTCOMES = ("ok", "failed")
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", identifier(), primary_key=True),
+    Column("workspace_id", identifier(), ForeignKey("workspaces.id"), nullable=False),
+    Column("name", identifier(), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("description", String(500), nullable=True),
+    Column("settings", JSONDocument(), nullable=False),
+    Column("created_by", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("tested_at", UTCDateTime(), nullable=True),
+    Column("test_outcome", String(16), nullable=True),
+    Column("test_message", String(500), nullable=True),
+    CheckConstraint(
+        "test_outcome IS NULL OR " + _one_of("test_outcome", CONNECTION_TEST_OUTCOMES),
+        name="test_outcome",
+    ),
+    Index(None, "workspace_id", "name", unique=True),
+)
+
+# Addresses no message may go to: a bounce, an unsubscribe or a spam report reported by a
+# provider, or an entry made by hand. Only the blind index of the address is kept (the same
+# keyed digest contact identities use), so the list answers "is this address suppressed?"
+# without holding addresses.
+SUPPRESSION_REASONS = ("bounce", "unsubscribe", "spam_report", "manual")
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("email_digest", String(64), nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("source", String(64), nullable=False),  # provider name, or "api"
+    Column("connection_id", identifier(), nullable=True),
+    Column("provider_event_id", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "email_digest"),
+    CheckConstraint(_one_of("reason", SUPPRESSION_REASONS), name="reason"),
+    Index(None, "workspace_id", "created_at"),
+)
+
+# One message a step sent, and how far it got by the provider's webhooks. ``send_id`` is the
+# step's idempotency key (one per execution, branch, node, visit and replay group), which the
+# connector passes to the provider as tracking metadata so its webhooks name the step.
+DELIVERY_STATUSES = (
+    "sent",
+    "deferred",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "dropped",
+    "unsubscribed",
+    "spam_reported",
+)
+message_deliveries = Table(
+    "message_deliveries",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("send_id", identifier(), nullable=False),
+    Column("execution_id", identifier(), nullable=False),
+    Column("node_id", String(64), nullable=False),
+    Column("token", String(1000), nullable=False),
+    Column("connection_id", identifier(), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("provider_message_id", String(200), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("events", JSONDocument(), nullable=False),  # [{"event", "at"}], oldest first, capped
+    Column("sent_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "send_id"),
+    CheckConstraint(_one_of("status", DELIVERY_STATUSES), name="status"),
+    Index(None, "workspace_id", "execution_id"),
+    Index(None, "workspace_id", "provider", "provider_message_id"),
+)

@@ -2,7 +2,8 @@
 
 ``docs/workflow.schema.json`` is the JSON Schema (draft 2020-12) of the workflow definition
 format, generated from the pydantic models so it cannot drift from the validator; a unit test
-fails when the committed copy is stale. ``docs/openapi.json`` comes from the API package.
+fails when the committed copy is stale. ``docs/openapi.json`` comes from the API package,
+``docs/integrations.md`` from the connectors.
 The JSON Schema checks shape only: references between nodes, CEL, Liquid and the action catalog
 are checked by ``campaignflow validate``.
 """
@@ -59,6 +60,19 @@ def export_openapi(directory: Path = DEFAULT_DIRECTORY) -> Path:
     return path
 
 
+def export_integrations(directory: Path = DEFAULT_DIRECTORY) -> Path:
+    """Write ``integrations.md``, the connector catalog."""
+    from campaignflow.integrations.providers import builtin_connectors  # noqa: PLC0415
+    from campaignflow.tools.integrations_doc import (  # noqa: PLC0415
+        INTEGRATIONS_FILE,
+        render_integrations_markdown,
+    )
+
+    path = directory / INTEGRATIONS_FILE
+    path.write_text(render_integrations_markdown(builtin_connectors()), encoding="utf-8")
+    return path
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -70,7 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     directory: Path = arguments.output_dir
     directory.mkdir(parents=True, exist_ok=True)
-    for path in (export_workflow_schema(directory), export_openapi(directory)):
+    written = (
+        export_workflow_schema(directory),
+        export_openapi(directory),
+        export_integrations(directory),
+    )
+    for path in written:
         if path is not None:
             print(f"wrote {path}")
     return 0

@@ -17,7 +17,7 @@ from campaignflow.api.auth import Authorize, require_writer
 from campaignflow.security.rbac import ROLE_PERMISSIONS, Permission, Role
 from campaignflow.store.database import Database
 from tests._support.api_clients import bearer, serving
-from tests._support.routes import served_routes
+from tests._support.routes import served_routes, signature_authenticated
 from tests.integration.api.conftest import TOKEN, ClientFactory, make_settings, workflow
 
 # Routes anyone may call: health, the API description, and OAuth's own endpoints (which
@@ -27,6 +27,8 @@ PUBLIC = re.compile(
     r"|/oauth/.*|/\.well-known/.*)$"
 )
 GUARDED = re.compile(r"^(/api/v1/|/v1/)")
+# Routes a provider's signature authenticates (api/auth.py's provider_signature): webhooks only.
+SIGNED = re.compile(r"^/api/v1/webhooks/")
 
 
 def _permissions(dependant: Dependant) -> Iterator[Permission]:
@@ -43,6 +45,9 @@ def route_permissions(app: FastAPI) -> list[tuple[str, str, Permission]]:
     unguarded = []
     for route in served_routes(app):
         if PUBLIC.match(route.path):
+            continue
+        if signature_authenticated(route):
+            assert SIGNED.match(route.path), f"{route.path}: signature-authenticated elsewhere"
             continue
         found = set(_permissions(route.dependant)) if route.dependant else set()
         if len(found) != 1 or not GUARDED.match(route.path):

@@ -14,7 +14,7 @@ import pytest
 
 from campaignflow.api.app import create_app
 from campaignflow.store.database import Database
-from tests._support.routes import served_routes
+from tests._support.routes import served_routes, signature_authenticated
 from tests.integration.api.conftest import ClientFactory, make_settings, workflow
 
 # Bodies that would be valid in A, so that a 404 cannot come from validation.
@@ -63,6 +63,12 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, str]:
     execution = await created(
         await http.post("/api/v1/workflows/shared/execute", json={"subject": "u1", "input": {}})
     )
+    connection = await created(
+        await http.post(
+            "/api/v1/connections",
+            json={"name": "mail", "provider": "sendgrid", "credentials": {"token": "SG.a"}},
+        )
+    )
     return {
         "workflow_id": "shared",
         "trigger_id": trigger["id"],
@@ -71,6 +77,7 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, str]:
         "key_id": key["id"],
         "client_id": client["clientId"],
         "execution_id": execution["id"],
+        "connection_id": connection["id"],
         # No dead letter is seeded: an id of the right shape stands for one; the store's
         # query is the same whether or not A holds it (covered in test_executions_api).
         "dead_letter_id": execution["id"],
@@ -88,7 +95,9 @@ async def test_another_workspace_gets_404_for_every_resource_of_this_one(
             checked = 0
             for route in served_routes(create_app(make_settings(), database=database)):
                 params = re.findall(r"\{(\w+)\}", route.path)
-                if not params:
+                # A webhook names no caller workspace: the provider's signature, checked against
+                # the connection in its path, is all (test_webhooks_api covers who gets in).
+                if not params or signature_authenticated(route):
                     continue
                 missing = [p for p in params if p not in ids]
                 assert not missing, f"{route.path}: add {missing} to the seeded resources"
@@ -99,7 +108,8 @@ async def test_another_workspace_gets_404_for_every_resource_of_this_one(
                     assert response.status_code == 404, (method, path, response.text)
                     checked += 1
             assert checked > 25
-            for listing in ("workflows", "triggers", "contacts", "executions", "principals"):
+            listings = ("workflows", "triggers", "contacts", "executions", "principals")
+            for listing in (*listings, "connections"):
                 page = (await b.get(f"/api/v1/{listing}")).json()
                 assert not set(ids.values()) & {item.get("id") for item in page["items"]}
             keys = (await b.get("/api/v1/api-keys")).json()["items"]
@@ -122,6 +132,7 @@ def _readable(ids: dict[str, str]) -> list[str]:
         f"/api/v1/api-keys/{ids['key_id']}",
         f"/api/v1/oauth-clients/{ids['client_id']}",
         "/api/v1/workflows/shared/grants",
+        f"/api/v1/connections/{ids['connection_id']}",
     ]
 
 

@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, Field
 
-from campaignflow.domain.actions import ActionSpec, builtin_catalog
+from campaignflow.domain.actions import ActionCatalog, ActionSpec, builtin_catalog
 from campaignflow.domain.problems import Problem
 from campaignflow.domain.validation import (
     canonical_document,
@@ -236,7 +238,11 @@ def test_action_params_are_validated_against_the_catalog() -> None:
             },
             {"id": "b", "type": "action", "config": {"action": "log", "params": {"mesage": "x"}}},
             {"id": "c", "type": "action", "config": {"action": "email", "params": {}}},
-            {"id": "d", "type": "action", "config": {"action": "acme.do_it", "params": {"x": 1}}},
+            {
+                "id": "d",
+                "type": "action",
+                "config": {"action": "acme.do_it", "connection": "acme", "params": {"x": 1}},
+            },
             {"id": "start", "type": "parallel", "config": {"branches": ["a", "b", "c", "d"]}},
         ]
     )
@@ -252,16 +258,70 @@ def test_action_params_are_validated_against_the_catalog() -> None:
 
 
 def test_a_given_catalog_is_used() -> None:
-    catalog = builtin_catalog().register(ActionSpec("acme.do_it", "Do it."))
-    document = minimal_document(
-        nodes=[{"id": "d", "type": "action", "config": {"action": "acme.do_other"}}]
-    )
+    catalog = builtin_catalog().register(ActionSpec("acme.do_it", "Do it.", connector="acme"))
+    config = {"action": "acme.do_other", "connection": "acme"}
+    document = minimal_document(nodes=[{"id": "d", "type": "action", "config": config}])
     assert validate_definition(document).ok
     result = validate_definition(document, catalog=catalog)
     assert [(p.pointer, p.code) for p in result.problems] == [
         ("/nodes/0/config/action", "unknown_action")
     ]
     assert result.problems[0].extra["known"] == ("acme.do_it",)
+
+
+class _Recipient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    count: int
+    tags: list[str] = []
+
+
+def _connector_catalog() -> ActionCatalog:
+    spec = ActionSpec("acme.send", "Send.", _Recipient, connector="acme")
+    return replace(builtin_catalog().register(spec), open_namespaces=False)
+
+
+def test_a_connector_operation_needs_a_connection_and_a_builtin_refuses_one() -> None:
+    document = minimal_document(
+        nodes=[
+            {"id": "s", "type": "action", "config": {"action": "acme.send", "params": {}}},
+            {
+                "id": "h",
+                "type": "action",
+                "config": {"action": "log", "connection": "acme", "params": {"message": "x"}},
+            },
+            {"id": "start", "type": "parallel", "config": {"branches": ["s", "h"]}},
+        ]
+    )
+    document["start"] = "start"
+    problems = {
+        (p.pointer, p.code)
+        for p in validate_definition(document, catalog=_connector_catalog()).problems
+    }
+    assert ("/nodes/0/config/connection", "missing_connection") in problems
+    assert ("/nodes/1/config/connection", "unexpected_connection") in problems
+
+
+def test_templated_params_are_checked_after_rendering_and_literal_ones_on_save() -> None:
+    def problems(params: dict[str, object]) -> set[tuple[str, str]]:
+        config = {"action": "acme.send", "connection": "acme", "params": params}
+        document = minimal_document(nodes=[{"id": "s", "type": "action", "config": config}])
+        result = validate_definition(document, catalog=_connector_catalog())
+        return {(p.pointer, p.code) for p in result.problems}
+
+    # Known only once rendered: an address and a number from the contact and the input.
+    assert problems({"to": "{{ contact.email }}", "count": "{{ input.items | size }}"}) == set()
+    assert problems({"to": "x@example.com", "count": 1, "tags": ["{{ input.tag }}"]}) == set()
+    # Literal values are checked now, with the pointer of each.
+    literal = problems({"to": "not-an-address", "count": "many", "extra": 1})
+    assert {pointer for pointer, _ in literal} == {
+        "/nodes/0/config/params/to",
+        "/nodes/0/config/params/count",
+        "/nodes/0/config/params/extra",
+    }
+    # A template cannot stand in for a missing parameter.
+    assert ("/nodes/0/config/params/count", "required") in problems({"to": "{{ contact.email }}"})
 
 
 def test_problems_are_in_document_order_and_deterministic() -> None:

@@ -187,7 +187,7 @@ async def test_lead_scoring_falls_back_when_the_enrichment_fails_for_good() -> N
 
 
 async def test_re_engagement_stops_at_a_click_and_retries_without_one() -> None:
-    click = {"after": "P3D", "event": "email_clicked", "properties": {"campaign": "re-engagement"}}
+    click = {"after": "P3D", "event": "email.clicked", "properties": {"campaign": "re-engagement"}}
     clicked = await run(example("re-engagement"), {"contact": ANN, "events": [click]})
     ignored = await run(example("re-engagement"), {"contact": ANN})
     show(ignored)

@@ -71,6 +71,11 @@ def test_no_route_is_classified_both_ways() -> None:
         ("POST", "/api/v1/events/batch", "ingest_batch", 401, True),
         ("POST", "/v1/track", "segment_track", 200, False),
         ("POST", "/v1/batch", "segment_batch", 403, True),
+        # provider webhooks are ingestion too
+        ("POST", "/api/v1/webhooks/sendgrid/c1", "receive_webhook", 200, False),
+        ("POST", "/api/v1/webhooks/sendgrid/c1", "receive_webhook", 422, False),
+        ("POST", "/api/v1/webhooks/sendgrid/c1", "receive_webhook", 401, True),
+        ("GET", "/api/v1/suppressions/check", "check_suppression", 200, True),
     ],
 )
 def test_what_is_audited(

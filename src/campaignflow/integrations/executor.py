@@ -1,0 +1,278 @@
+"""Running connector operations: the engine's executor for every ``provider.operation``.
+
+One call, in order: check the parameters against the operation's model (nothing invalid is
+sent); find the connection by name (cached for a few seconds, credentials from the secret
+store); skip a message whose recipient is on the suppression list; reserve a slot on the
+account's rate limit (waiting up to ``max_rate_wait`` seconds, else deferring the step); ask the
+account's circuit breaker; build the request (pure, ``prepare``); send it over the one pooled
+HTTP client; classify the answer; tell the breaker; record a sent message for its delivery
+status. Every refusal is an :class:`ActionFailed` that says whether a retry could help, so the
+engine's retry policy and dead-letter queue do the rest.
+
+Error messages name the provider, the host and the status, never a credential or a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from campaignflow.domain.pydantic_problems import problems_from_error
+from campaignflow.engine.actions import ActionCall, ActionFailed
+from campaignflow.engine.http_action import HttpAnswer, HttpExecutor
+from campaignflow.errors import ClientError, NotFound
+from campaignflow.integrations.connections import ConnectionResolver, ResolvedConnection
+from campaignflow.integrations.connector import (
+    Connector,
+    Operation,
+    ProviderResponse,
+    RequestContext,
+    classify_status,
+)
+from campaignflow.integrations.guards import OutboundGuards
+from campaignflow.integrations.oauth_tokens import AccessTokens
+from campaignflow.integrations.prepare import MissingCredential, PreparedRequest, prepare
+
+logger = logging.getLogger(__name__)
+
+DETAILS_BODY_CHARS = 2048
+
+
+class SuppressionList(Protocol):
+    async def suppressed(self, workspace_id: str, emails: list[str]) -> set[str]:
+        """Which of ``emails`` may not be sent to (compared case-insensitively)."""
+        ...
+
+
+class DeliveryLog(Protocol):
+    async def record_sent(
+        self,
+        *,
+        workspace_id: str,
+        send_id: str,
+        execution_id: str,
+        node_id: str,
+        token: str,
+        connection_id: str,
+        provider: str,
+        provider_message_id: str | None,
+        at: datetime,
+    ) -> None:
+        """Note that a step sent a message, so webhooks can report on it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorOptions:
+    max_rate_wait: float = 5.0  # longer waits defer the step instead of holding the worker
+    timeout_s: float = 10.0
+
+
+def tracking_for(call: ActionCall) -> dict[str, str]:
+    """What a message carries so the provider's webhooks name the step that sent it."""
+    return {
+        "cf_workspace": call.workspace_id,
+        "cf_send": call.idempotency_key,
+        "cf_execution": call.execution_id,
+        "cf_node": call.node_id,
+    }
+
+
+class ConnectorExecutor:
+    """The :class:`~campaignflow.engine.actions.ActionExecutor` of every connector operation."""
+
+    def __init__(
+        self,
+        connectors: Mapping[str, Connector],
+        connections: ConnectionResolver,
+        guards: OutboundGuards,
+        http: HttpExecutor,
+        tokens: AccessTokens,
+        *,
+        suppressions: SuppressionList | None = None,
+        deliveries: DeliveryLog | None = None,
+        options: ExecutorOptions | None = None,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._connectors = connectors
+        self._connections = connections
+        self._guards = guards
+        self._http = http
+        self._tokens = tokens
+        self._suppressions = suppressions
+        self._deliveries = deliveries
+        self._options = options or ExecutorOptions()
+        self._now = now
+
+    async def execute(self, call: ActionCall) -> Any:
+        provider, _, name = call.action.partition(".")
+        connector = self._connectors.get(provider)
+        if connector is None or name not in connector.operations:
+            raise ActionFailed(f"no connector operation {call.action!r}", retryable=False)
+        operation = connector.operations[name]
+        params = _validated(operation, call)
+        connection = await self._connection(call, connector)
+        if operation.recipients is not None:
+            skipped = await self._suppressed(call, operation.recipients(params))
+            if skipped is not None:
+                return skipped
+        await self._pace(connection)
+        context = RequestContext(
+            idempotency_key=call.idempotency_key,
+            tracking=tracking_for(call),
+            settings=connection.settings,
+            credentials=connection.credentials,
+            now_unix=int(time.time()),
+        )
+        try:
+            request = operation.request(params, context)
+        except ClientError as exc:  # the builder's own checks (CannotBuildRequest, …)
+            raise ActionFailed(exc.message, retryable=False) from exc
+        answer = await self.exchange(connection, request, call)
+        response = ProviderResponse(answer.status, answer.headers, answer.body)
+        if operation.recipients is not None and self._deliveries is not None:
+            message_id = (
+                operation.provider_message_id(response) if operation.provider_message_id else None
+            )
+            await self._deliveries.record_sent(
+                workspace_id=call.workspace_id,
+                send_id=call.idempotency_key,
+                execution_id=call.execution_id,
+                node_id=call.node_id,
+                token=call.token,
+                connection_id=connection.record.id,
+                provider=connector.provider,
+                provider_message_id=message_id,
+                at=self._now(),
+            )
+        return operation.output(response)
+
+    async def exchange(
+        self, connection: ResolvedConnection, request: Any, call: ActionCall | None = None
+    ) -> HttpAnswer:
+        """Send one request of ``connection`` past its breaker; a 2xx answer or ActionFailed.
+        (Also how the connections API tests a connection.)"""
+        connector = connection.connector
+        key = connection.record.id
+        admission = await self._guards.admit(key, connector.breaker)
+        if not admission.allowed:
+            raise ActionFailed(
+                f"{connector.provider}: calls are paused after repeated failures "
+                "(circuit breaker open)",
+                retryable=True,
+                retry_after_s=admission.retry_after,
+                details={"breaker": admission.state.mode},
+            )
+        try:
+            prepared = await self._prepared(connection, request, call)
+            answer = await self._http.send(
+                prepared.method,
+                prepared.url,
+                headers=prepared.headers,
+                body=prepared.body,
+                timeout_s=self._options.timeout_s,
+            )
+        except ActionFailed as exc:
+            await self._guards.record(key, connector.breaker, success=not exc.retryable)
+            raise
+        except BaseException:
+            # Cancelled (a worker stopping) or a bug of ours: says nothing about the provider.
+            # A half-open probe must still end, or its slot stays taken; ending it as a failure
+            # is the cautious reading of "we do not know" (the breaker waits once more).
+            if admission.state.mode == "half_open":
+                await self._guards.record(key, connector.breaker, success=False)
+            raise
+        verdict = classify_status(answer.status)
+        await self._guards.record(key, connector.breaker, success=not verdict.breaker_failure)
+        if verdict.ok:
+            return answer
+        if answer.status == 401:
+            self._tokens.forget(key)  # an expired or revoked OAuth token: fetch a new one next
+        raise ActionFailed(
+            f"{connector.provider}: HTTP {answer.status} from {prepared.host}",
+            retryable=verdict.retryable,
+            retry_after_s=self._http.retry_after(answer) if verdict.retryable else None,
+            details={"status": answer.status, "body": answer.text[:DETAILS_BODY_CHARS]},
+        )
+
+    async def _prepared(
+        self, connection: ResolvedConnection, request: Any, call: ActionCall | None
+    ) -> PreparedRequest:
+        connector = connection.connector
+        token = await self._tokens.token_for(connection)
+        try:
+            return prepare(
+                connector,
+                request,
+                base_url=connector.resolved_base_url(connection.settings, connection.credentials),
+                credentials=connection.credentials,
+                idempotency_key=call.idempotency_key if call is not None else None,
+                access_token=token,
+            )
+        except MissingCredential as exc:
+            raise ActionFailed(exc.message, retryable=False) from exc
+
+    async def _connection(self, call: ActionCall, connector: Connector) -> ResolvedConnection:
+        if not call.connection:
+            raise ActionFailed(
+                f"{call.action} needs a connection: name one in the node's config.connection",
+                retryable=False,
+            )
+        try:
+            connection = await self._connections.resolve(call.workspace_id, call.connection)
+        except NotFound as exc:
+            raise ActionFailed(
+                f"no connection named {call.connection!r} in this workspace; create it with "
+                "POST /api/v1/connections, then replay the step",
+                retryable=False,
+            ) from exc
+        if connection.connector.provider != connector.provider:
+            raise ActionFailed(
+                f"connection {call.connection!r} is a {connection.connector.provider} "
+                f"connection, not {connector.provider}",
+                retryable=False,
+            )
+        return connection
+
+    async def _suppressed(self, call: ActionCall, recipients: list[str]) -> Any:
+        if self._suppressions is None or not recipients:
+            return None
+        blocked = await self._suppressions.suppressed(call.workspace_id, recipients)
+        if not blocked:
+            return None
+        return {"sent": False, "skipped": "suppressed", "suppressedRecipients": len(blocked)}
+
+    async def _pace(self, connection: ResolvedConnection) -> None:
+        limits = connection.connector.limits_for(connection.settings)
+        slot = await self._guards.reserve(connection.record.id, limits, self._options.max_rate_wait)
+        if not slot.granted:
+            raise ActionFailed(
+                f"{connection.connector.provider}: the account's rate limit is taken for the "
+                "next seconds; deferred",
+                retryable=True,
+                deferred=True,
+                retry_after_s=slot.wait + self._options.max_rate_wait,
+                details={"rateLimit": limits.requests_per_minute},
+            )
+        if slot.wait > 0:
+            await asyncio.sleep(slot.wait)
+
+
+def _validated(operation: Operation, call: ActionCall) -> Any:
+    try:
+        return operation.params.model_validate(dict(call.params))
+    except ValidationError as exc:
+        problems = problems_from_error(exc, dict(call.params), prefix=("params",))
+        raise ActionFailed(
+            f"invalid parameters for {call.action}: "
+            + "; ".join(f"{problem.pointer}: {problem.message}" for problem in problems[:5]),
+            retryable=False,
+            details={"problems": [problem.to_dict() for problem in problems]},
+        ) from exc
