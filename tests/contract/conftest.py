@@ -4,7 +4,6 @@ operation's parameters to the bytes the executor would send."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,14 +11,14 @@ import pytest
 
 from campaignflow.integrations.connector import Connector, OutboundRequest, RequestContext
 from campaignflow.integrations.prepare import PreparedRequest, prepare
-from tests.contract.prism import SPECS, PrismUnavailable, prism_servers
+from tests.contract.prism import PrismUnavailable, prism_servers
 
-SPEC_FILES: Mapping[str, Path] = {
-    "sendgrid_mail": SPECS / "sendgrid" / "tsg_mail_v3.json",
-    "sendgrid_contacts": SPECS / "sendgrid" / "tsg_mc_contacts_v3.json",
-    "sendgrid_lists": SPECS / "sendgrid" / "tsg_mc_lists_v3.json",
-    "mandrill": SPECS / "mailchimp-transactional" / "transactional.openapi.json",
-    "mailchimp_marketing": SPECS / "mailchimp-marketing" / "marketing.swagger2.json",
+SPEC_FILES: Mapping[str, str] = {
+    "sendgrid_mail": "sendgrid/tsg_mail_v3.json",
+    "sendgrid_contacts": "sendgrid/tsg_mc_contacts_v3.json",
+    "sendgrid_lists": "sendgrid/tsg_mc_lists_v3.json",
+    "mandrill": "mailchimp-transactional/transactional.openapi.json",
+    "mailchimp_marketing": "mailchimp-marketing/marketing.swagger2.json",
 }
 TRACKING = {
     "cf_workspace": "ws_01",

@@ -19,6 +19,9 @@ from tests.contract.conftest import TRACKING, context, operation_request, prepar
 from tests.contract.prism import send
 from tests.contract.strategies import emails, few, texts
 
+# The first test waits for Prism to load its specs (slow on a busy 2-core machine).
+pytestmark = pytest.mark.timeout(240)
+
 CREDENTIALS = {"api_key": "md-contract-test-key"}
 
 SEND_MESSAGE = [

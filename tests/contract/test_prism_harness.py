@@ -3,6 +3,7 @@ install it (they are never skipped)."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -22,5 +23,17 @@ def test_a_missing_prism_fails_with_the_install_command(
         pass  # pragma: no cover
 
 
-def test_every_spec_file_is_present() -> None:
-    assert all(path.is_file() for path in SPEC_FILES.values()), SPEC_FILES
+def test_every_spec_unpacks_to_the_recorded_bytes(tmp_path: Path) -> None:
+    for relative in SPEC_FILES.values():
+        assert prism.unpacked(relative, tmp_path).stat().st_size > 1000, relative
+
+
+def test_a_changed_spec_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "specs"
+    copy.mkdir()
+    (copy / "SHA256SUMS").write_text((prism.SPECS / "SHA256SUMS").read_text())
+    (copy / "sendgrid").mkdir()
+    (copy / "sendgrid" / "tsg_mail_v3.json.gz").write_bytes(gzip.compress(b'{"openapi": 1}'))
+    monkeypatch.setattr(prism, "SPECS", copy)
+    with pytest.raises(prism.PrismUnavailable, match="sha256"):
+        prism.unpacked("sendgrid/tsg_mail_v3.json", tmp_path / "out")

@@ -32,8 +32,11 @@ from campaignflow.integrations.runtime import open_integrations
 from campaignflow.store.database import Database
 from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import contact_cipher
-from tests.contract.prism import SPECS, PrismUnavailable, prism_servers
+from tests.contract.prism import PrismUnavailable, prism_servers
 from tests.integration.api.conftest import TOKEN, make_settings
+
+# The first test waits for Prism to load its specs (slow on a busy 2-core machine).
+pytestmark = pytest.mark.timeout(240)
 
 SIGNER = ec.generate_private_key(ec.SECP256R1())
 PUBLIC_KEY = base64.b64encode(
@@ -80,7 +83,7 @@ JOURNEY = {
 
 @pytest.fixture(scope="module")
 def sendgrid_prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    specs = {"mail": SPECS / "sendgrid" / "tsg_mail_v3.json"}
+    specs = {"mail": "sendgrid/tsg_mail_v3.json"}
     try:
         with prism_servers(specs, tmp_path_factory.mktemp("prism")) as urls:
             yield urls["mail"]
