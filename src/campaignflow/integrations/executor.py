@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from campaignflow.domain.pydantic_problems import problems_from_error
 from campaignflow.engine.actions import ActionCall, ActionFailed
 from campaignflow.engine.http_action import HttpAnswer, HttpExecutor
-from campaignflow.errors import ClientError, NotFound
+from campaignflow.errors import CampaignflowError, ClientError, NotFound
 from campaignflow.integrations.connections import ConnectionResolver, ResolvedConnection
 from campaignflow.integrations.connector import (
     Connector,
@@ -123,7 +123,6 @@ class ConnectorExecutor:
             skipped = await self._suppressed(call, operation.recipients(params))
             if skipped is not None:
                 return skipped
-        await self._pace(connection)
         context = RequestContext(
             idempotency_key=call.idempotency_key,
             tracking=tracking_for(call),
@@ -131,16 +130,32 @@ class ConnectorExecutor:
             credentials=connection.credentials,
             now_unix=int(time.time()),
         )
-        try:
+        try:  # built before pacing: a request that cannot be built takes no slot
             request = operation.request(params, context)
         except ClientError as exc:  # the builder's own checks (CannotBuildRequest, …)
             raise ActionFailed(exc.message, retryable=False) from exc
+        await self._pace(connection)
         answer = await self.exchange(connection, request, call)
         response = ProviderResponse(answer.status, answer.headers, answer.body)
-        if operation.recipients is not None and self._deliveries is not None:
-            message_id = (
-                operation.provider_message_id(response) if operation.provider_message_id else None
-            )
+        if operation.recipients is not None:
+            await self._record_sent(call, connection, operation, response)
+        return operation.output(response)
+
+    async def _record_sent(
+        self,
+        call: ActionCall,
+        connection: ResolvedConnection,
+        operation: Operation,
+        response: ProviderResponse,
+    ) -> None:
+        """Note the sent message for its delivery status. The provider has it by now: failing
+        the step here would send it again on retry, so a failure to note it is only logged."""
+        if self._deliveries is None:
+            return
+        message_id = (
+            operation.provider_message_id(response) if operation.provider_message_id else None
+        )
+        try:
             await self._deliveries.record_sent(
                 workspace_id=call.workspace_id,
                 send_id=call.idempotency_key,
@@ -148,11 +163,17 @@ class ConnectorExecutor:
                 node_id=call.node_id,
                 token=call.token,
                 connection_id=connection.record.id,
-                provider=connector.provider,
+                provider=connection.connector.provider,
                 provider_message_id=message_id,
                 at=self._now(),
             )
-        return operation.output(response)
+        except CampaignflowError:
+            logger.warning(
+                "%s: message of step %s sent, but its delivery record could not be written",
+                call.action,
+                call.node_id,
+                exc_info=True,
+            )
 
     async def exchange(
         self, connection: ResolvedConnection, request: Any, call: ActionCall | None = None
