@@ -38,7 +38,7 @@ test: install install-node ## lint, type-check and run every test (PostgreSQL is
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

@@ -19,8 +19,9 @@ from tests.contract.conftest import context, operation_request, prepared
 from tests.contract.prism import send
 from tests.contract.strategies import emails, few
 
-# The first test waits for Prism to load its specs (slow on a busy 2-core machine).
-pytestmark = pytest.mark.timeout(240)
+# One set of Prism servers per test process (xdist group); the first test waits for them to
+# load their specs (slow on a busy 2-core machine).
+pytestmark = [pytest.mark.xdist_group("prism"), pytest.mark.timeout(240)]
 
 CREDENTIALS = {"api_key": "0123456789abcdef0123456789abcdef-us6"}
 STATUSES = ["subscribed", "unsubscribed", "cleaned", "pending", "transactional"]

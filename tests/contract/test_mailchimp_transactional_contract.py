@@ -19,8 +19,9 @@ from tests.contract.conftest import TRACKING, context, operation_request, prepar
 from tests.contract.prism import send
 from tests.contract.strategies import emails, few, texts
 
-# The first test waits for Prism to load its specs (slow on a busy 2-core machine).
-pytestmark = pytest.mark.timeout(240)
+# One set of Prism servers per test process (xdist group); the first test waits for them to
+# load their specs (slow on a busy 2-core machine).
+pytestmark = [pytest.mark.xdist_group("prism"), pytest.mark.timeout(240)]
 
 CREDENTIALS = {"api_key": "md-contract-test-key"}
 

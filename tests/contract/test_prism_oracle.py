@@ -24,8 +24,9 @@ from campaignflow.integrations.providers.sendgrid import SENDGRID
 from tests.contract.conftest import context, operation_request
 from tests.contract.prism import send
 
-# The first test waits for Prism to load its specs (slow on a busy 2-core machine).
-pytestmark = pytest.mark.timeout(240)
+# One set of Prism servers per test process (xdist group); the first test waits for them to
+# load their specs (slow on a busy 2-core machine).
+pytestmark = [pytest.mark.xdist_group("prism"), pytest.mark.timeout(240)]
 
 Body = dict[str, Any]
 

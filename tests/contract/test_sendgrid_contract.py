@@ -16,8 +16,9 @@ from tests.contract.conftest import context, operation_request, prepared
 from tests.contract.prism import send
 from tests.contract.strategies import emails, few, names, plain_emails, texts
 
-# The first test waits for Prism to load its specs (slow on a busy 2-core machine).
-pytestmark = pytest.mark.timeout(240)
+# One set of Prism servers per test process (xdist group); the first test waits for them to
+# load their specs (slow on a busy 2-core machine).
+pytestmark = [pytest.mark.xdist_group("prism"), pytest.mark.timeout(240)]
 
 CREDENTIALS = {"token": "SG.contract-test-key"}
 LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"

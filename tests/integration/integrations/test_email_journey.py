@@ -35,8 +35,9 @@ from tests._support.ciphers import contact_cipher
 from tests.contract.prism import PrismUnavailable, prism_servers
 from tests.integration.api.conftest import TOKEN, make_settings
 
-# The first test waits for Prism to load its specs (slow on a busy 2-core machine).
-pytestmark = pytest.mark.timeout(240)
+# One set of Prism servers per test process (xdist group); the first test waits for them to
+# load their specs (slow on a busy 2-core machine).
+pytestmark = [pytest.mark.xdist_group("prism"), pytest.mark.timeout(240)]
 
 SIGNER = ec.generate_private_key(ec.SECP256R1())
 PUBLIC_KEY = base64.b64encode(
