@@ -160,13 +160,18 @@ class HttpExecutor:
                 "body": answer.body,
                 "truncated": answer.truncated,
             }
-        retryable = status in RETRYABLE_STATUSES or status >= 500
+        retryable = retryable_status(status)
         raise ActionFailed(
             f"HTTP {status} from {request.host}",
             retryable=retryable,
             retry_after_s=self.retry_after(answer) if retryable else None,
             details={"status": status, "body": answer.text},
         )
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an answer's status is worth retrying: 408, 425, 429 and every 5xx."""
+    return status in RETRYABLE_STATUSES or status >= 500
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from campaignflow.domain.circuit_breaker import BreakerPolicy
+from campaignflow.engine.http_action import retryable_status
 from campaignflow.errors import ClientError
 
 Category = Literal["email", "messaging", "crm", "ads", "generic"]
@@ -301,8 +302,6 @@ def operations(*declared: Operation) -> Mapping[str, Operation]:
 
 # ------------------------------------------------------------------------- error classification
 
-RETRYABLE_STATUSES = frozenset({408, 425, 429})
-
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -320,6 +319,6 @@ def classify_status(status: int) -> Verdict:
     other 4xx is the request's own fault: not retried, and not the provider's."""
     if 200 <= status < 300:
         return Verdict(ok=True)
-    if status in RETRYABLE_STATUSES or status >= 500:
+    if retryable_status(status):
         return Verdict(ok=False, retryable=True, breaker_failure=status != 429)
     return Verdict(ok=False)

@@ -18,14 +18,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from campaignflow.engine.actions import ActionFailed
-from campaignflow.engine.http_action import HttpExecutor
+from campaignflow.engine.http_action import USER_AGENT, HttpExecutor
 from campaignflow.integrations.connections import ResolvedConnection
 from campaignflow.integrations.connector import (
     OAuth2ClientCredentials,
     OAuth2RefreshToken,
     classify_status,
 )
-from campaignflow.integrations.prepare import USER_AGENT
 from campaignflow.security.secret_store import SecretStore
 from campaignflow.store.connections import credential_id
 

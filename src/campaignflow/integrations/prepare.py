@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from campaignflow import __version__
+from campaignflow.engine.http_action import USER_AGENT
 from campaignflow.errors import ClientError
 from campaignflow.integrations.connector import (
     ApiKeyAuth,
@@ -27,8 +27,6 @@ from campaignflow.integrations.connector import (
     OAuth2RefreshToken,
     OutboundRequest,
 )
-
-USER_AGENT = f"campaignflow/{__version__}"
 
 
 class MissingCredential(ClientError):
