@@ -14,11 +14,11 @@ from typing import TypeVar
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from campaignflow.api.problems import ProblemError
 from campaignflow.domain.problems import to_pointer
-from campaignflow.domain.pydantic_problems import problems_from_error
+from campaignflow.domain.pydantic_problems import validated
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -179,13 +179,4 @@ async def read_json(request: Request, *, limit: int) -> object:
 def validate_body(model: type[M], document: object, vocabulary: Sequence[str] = ()) -> M:
     """The document as ``model``, or a 422 listing every problem with its pointer (unknown
     members get a suggested spelling from ``vocabulary``)."""
-    try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        problems = problems_from_error(exc, document, vocabulary=vocabulary)
-        raise ProblemError(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "invalid-body",
-            f"The request body has {len(problems)} problem(s).",
-            problems=[problem.to_dict() for problem in problems],
-        ) from exc
+    return validated(model, document, vocabulary=vocabulary)

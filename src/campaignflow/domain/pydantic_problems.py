@@ -12,13 +12,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from campaignflow.domain import fields
 from campaignflow.domain.problems import PathPart, Problem
+from campaignflow.errors import InvalidBody
 
 #: Error types raised by our own field types and model rules; their message is already ours.
 DOMAIN_CODES = frozenset(
@@ -63,6 +64,26 @@ _PATTERN_NAMES = {
     fields.ATTRIBUTE_PATTERN: "an attribute name: a letter or '_', then letters, digits, '_' or "
     "'.'",
 }
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(
+    model: type[M],
+    document: Any,
+    *,
+    prefix: tuple[PathPart, ...] = (),
+    vocabulary: Collection[str] = (),
+) -> M:
+    """``document`` as ``model``, or :class:`InvalidBody` listing every problem with its path
+    (found at ``prefix`` in the request body; unknown members get a spelling from
+    ``vocabulary``)."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        found = problems_from_error(exc, document, prefix=prefix, vocabulary=vocabulary)
+        raise InvalidBody(found) from exc
 
 
 def problems_from_error(

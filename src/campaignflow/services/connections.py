@@ -15,10 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from campaignflow.domain.problems import PathPart, Problem
-from campaignflow.domain.pydantic_problems import problems_from_error
+from campaignflow.domain.problems import Problem
+from campaignflow.domain.pydantic_problems import validated
 from campaignflow.engine.actions import ActionFailed
 from campaignflow.errors import ClientError, Conflict, InvalidBody, NotFound
 from campaignflow.integrations.connections import ConnectionResolver
@@ -70,8 +68,10 @@ class ConnectionService:
         self, workspace_id: str, created_by: str | None, request: ConnectionRequest
     ) -> ConnectionRecord:
         connector = self._connector(request.provider)
-        credentials = _checked(connector.credentials, request.credentials, ("credentials",))
-        settings = _checked(connector.settings, request.settings, ("settings",))
+        credentials = validated(
+            connector.credentials, dict(request.credentials), prefix=("credentials",)
+        )
+        settings = validated(connector.settings, dict(request.settings), prefix=("settings",))
         connection_id = new_id()
         stored_credentials = {
             name: str(value) for name, value in credentials.model_dump(exclude_none=True).items()
@@ -152,10 +152,3 @@ class ConnectionService:
             message = f"unknown provider {provider!r}; known providers: {known}"
             raise InvalidBody([Problem(("provider",), message, "unknown_provider")])
         return connector
-
-
-def _checked(model: Any, document: Mapping[str, Any], prefix: tuple[PathPart, ...]) -> Any:
-    try:
-        return model.model_validate(dict(document))
-    except ValidationError as exc:
-        raise InvalidBody(problems_from_error(exc, dict(document), prefix=prefix)) from exc
