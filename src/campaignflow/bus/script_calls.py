@@ -7,8 +7,8 @@ for a round trip, the connection pool runs dry, and the process spends its time 
 writes and pool waits. Batched, a few hundred calls cost one write and one read; each script
 still runs atomically on the server, in the order the calls were made.
 
-Scripts are sent by SHA (``EVALSHA``) and loaded when the server does not know them (a restart,
-``SCRIPT FLUSH``), then the calls that missed are sent again. Redis errors reach every caller
+Scripts are sent by SHA (``EVALSHA``); the calls the server answered with ``NOSCRIPT`` (a
+restart, ``SCRIPT FLUSH``) are sent again with their source (``EVAL``), which also loads them. Redis errors reach every caller
 of the batch they were in, as redis-py exceptions: the caller decides what an outage means.
 """
 
@@ -90,17 +90,22 @@ class ScriptCalls:
                 else:
                     call.future.set_result(reply)
 
-    async def _send(self, batch: Sequence[_Call], *, loaded: bool = False) -> list[Any]:
+    async def _send(self, batch: Sequence[_Call]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for call in batch:
             pipe.evalsha(call.script.sha, 1, call.key, *call.args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         missed = [n for n, reply in enumerate(replies) if _unknown_script(reply)]
-        if not missed or loaded:
+        if not missed:
             return replies
-        for script in {batch[n].script for n in missed}:
-            await self._client.script_load(script.source)
-        again = await self._send([batch[n] for n in missed], loaded=True)
+        # Sent again with the source: EVAL caches the script for the next batch, and unlike
+        # SCRIPT LOAD followed by EVALSHA it cannot miss again if another client flushes
+        # the cache in between.
+        pipe = self._client.pipeline(transaction=False)
+        for n in missed:
+            call = batch[n]
+            pipe.eval(call.script.source, 1, call.key, *call.args)
+        again: list[Any] = await pipe.execute(raise_on_error=False)
         for n, reply in zip(missed, again, strict=True):
             replies[n] = reply
         return replies

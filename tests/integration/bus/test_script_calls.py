@@ -29,8 +29,31 @@ class CountingClient:
         self.pipelines += 1
         return self.client.pipeline(**options)
 
-    async def script_load(self, source: str) -> Any:
-        return await self.client.script_load(source)
+
+class FlushingPipeline:
+    """A pipeline whose script cache another client flushes just before it is sent."""
+
+    def __init__(self, client: Redis, **options: Any) -> None:
+        self._client = client
+        self._pipe = client.pipeline(**options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+    async def execute(self, **options: Any) -> Any:
+        await self._client.script_flush()
+        return await self._pipe.execute(**options)
+
+
+class FlushingClient:
+    """Flushes Redis's script cache before every pipeline, as a concurrent ``SCRIPT FLUSH``
+    (or a restart) could at the worst moment."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+
+    def pipeline(self, **options: Any) -> Any:
+        return FlushingPipeline(self.client, **options)
 
 
 async def test_concurrent_calls_share_pipelines_and_run_in_call_order(
@@ -66,6 +89,20 @@ async def test_a_script_redis_does_not_know_is_loaded_and_sent_again(
     assert first == 1
     assert list(both) == [2, 3]
     assert await redis_client.lrange(key, 0, -1) == [b"a", b"b", b"c"]
+
+
+async def test_a_flush_between_the_miss_and_the_second_send_does_not_fail_the_call(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    calls = ScriptCalls(FlushingClient(redis_client))  # type: ignore[arg-type]
+    key = f"{redis_prefix}:list"
+    try:
+        lengths = await asyncio.gather(*(calls.call(APPEND, key, [n]) for n in range(3)))
+    finally:
+        await calls.aclose()
+
+    assert sorted(lengths) == [1, 2, 3]
+    assert await redis_client.lrange(key, 0, -1) == [b"0", b"1", b"2"]
 
 
 async def test_an_error_in_one_call_is_that_calls_alone(
