@@ -74,6 +74,8 @@ def prepared(
         base_url=connector.resolved_base_url(ctx.settings, ctx.credentials),
         credentials=ctx.credentials,
         idempotency_key=ctx.idempotency_key,
+        settings=ctx.settings,
+        now_unix=ctx.now_unix,
     )
 
 

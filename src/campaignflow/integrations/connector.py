@@ -21,13 +21,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from campaignflow.domain.circuit_breaker import BreakerPolicy
 from campaignflow.engine.http_action import retryable_status
 from campaignflow.errors import ClientError
+
+if TYPE_CHECKING:
+    from campaignflow.integrations.crm import CrmSync
 
 Category = Literal["email", "messaging", "crm", "ads", "generic"]
 
@@ -93,8 +96,27 @@ class OAuth2RefreshToken:
     kind: Literal["oauth2_refresh_token"] = "oauth2_refresh_token"
 
 
+@dataclass(frozen=True, slots=True)
+class AwsSigV4Auth:
+    """AWS Signature Version 4 (``integrations/sigv4.py``) from the credentials
+    ``access_key_id`` and ``secret_access_key`` (and ``session_token`` for temporary
+    credentials), for ``service`` in the region named by the connection setting
+    ``region_setting``. The signature covers the final URL, headers, body and the time of
+    sending, so it is applied last, when the request is prepared."""
+
+    service: str
+    region_setting: str = "region"
+    kind: Literal["aws_sigv4"] = "aws_sigv4"
+
+
 AuthScheme = (
-    NoAuth | ApiKeyAuth | BearerAuth | BasicAuth | OAuth2ClientCredentials | OAuth2RefreshToken
+    NoAuth
+    | ApiKeyAuth
+    | BearerAuth
+    | BasicAuth
+    | OAuth2ClientCredentials
+    | OAuth2RefreshToken
+    | AwsSigV4Auth
 )
 
 
@@ -257,6 +279,11 @@ class Connector:
     # the scheme to apply, from the connection's credentials. ``auth`` is then the default.
     auth_for: Callable[[Mapping[str, str]], AuthScheme] | None = None
     docs_url: str | None = None
+    # For an OAuth connector whose token endpoint depends on the connection (Salesforce's
+    # sandbox login host): the token URL from its settings. ``auth.token_url`` otherwise.
+    token_url_for: Callable[[ConnectionSettings], str] | None = None
+    # A CRM connector's sync declaration (``integrations/crm.py``); None for the others.
+    sync: CrmSync | None = None
 
     def operation(self, name: str) -> Operation:
         try:

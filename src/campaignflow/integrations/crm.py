@@ -120,6 +120,16 @@ class CrmSync:
     activity_request: Callable[[Activity, RequestContext], OutboundRequest]
     # Field names every pull asks for besides the mapped ones (id, e-mail, modification time).
     system_fields: tuple[str, ...] = ()
+    # A CRM whose pull cannot return per-field change times (HubSpot's search) may ask for them
+    # in a second request per page: ``history_request(page, fields, ctx)`` (None: not needed
+    # for this page), whose answer ``parse_history`` adds to the page's records.
+    history_request: (
+        Callable[[PullPage, Sequence[str], RequestContext], OutboundRequest | None] | None
+    ) = None
+    parse_history: Callable[[PullPage, ProviderResponse], PullPage] | None = None
+    # A CRM with different endpoints for new and linked records (HubSpot upserts by e-mail but
+    # updates by id) names each record's group; one push request carries one group.
+    push_group: Callable[[PushRecord], str] | None = None
 
     def __post_init__(self) -> None:
         if self.max_pull_page < 1 or self.max_push_batch < 1:

@@ -32,6 +32,7 @@ from campaignflow.integrations.connections import ConnectionResolver, ResolvedCo
 from campaignflow.integrations.connector import (
     Connector,
     Operation,
+    OutboundRequest,
     ProviderResponse,
     RequestContext,
     classify_status,
@@ -175,6 +176,17 @@ class ConnectorExecutor:
                 exc_info=True,
             )
 
+    async def send(
+        self, connection: ResolvedConnection, request: OutboundRequest
+    ) -> ProviderResponse:
+        """One request outside any workflow step (a CRM sync's pages and batches), paced by
+        the account's rate limit and breaker like every action: the sync and the workflows
+        calling one account share its limit. A failure is an :class:`ActionFailed`; a slot
+        too far ahead is one with ``deferred`` set, for the caller to wait and try again."""
+        await self._pace(connection)
+        answer = await self.exchange(connection, request)
+        return ProviderResponse(answer.status, answer.headers, answer.body)
+
     async def exchange(
         self, connection: ResolvedConnection, request: Any, call: ActionCall | None = None
     ) -> HttpAnswer:
@@ -236,6 +248,8 @@ class ConnectorExecutor:
                 credentials=connection.credentials,
                 idempotency_key=call.idempotency_key if call is not None else None,
                 access_token=token,
+                settings=connection.settings,
+                now_unix=int(time.time()),  # a signing scheme's clock (SigV4)
             )
         except MissingCredential as exc:
             raise ActionFailed(exc.message, retryable=False) from exc

@@ -54,7 +54,7 @@ class AccessTokens:
 
     async def token_for(self, connection: ResolvedConnection) -> str | None:
         """The access token to send, or None when the connector does not use OAuth."""
-        auth = connection.connector.auth
+        auth = connection.connector.resolved_auth(connection.credentials)
         if not isinstance(auth, OAuth2ClientCredentials | OAuth2RefreshToken):
             return None
         key = connection.record.id
@@ -95,9 +95,15 @@ class AccessTokens:
                 f"{provider}: the connection lacks {', '.join(missing)} for OAuth 2.0",
                 retryable=False,
             )
+        connector = connection.connector
+        token_url = (
+            connector.token_url_for(connection.settings)
+            if connector.token_url_for is not None
+            else auth.token_url
+        )
         answer = await self._http.send(
             "POST",
-            auth.token_url,
+            token_url,
             headers={
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Accept": "application/json",

@@ -21,6 +21,7 @@ _AUTH = {
     "basic": "HTTP Basic",
     "oauth2_client_credentials": "OAuth 2.0 client credentials",
     "oauth2_refresh_token": "OAuth 2.0 refresh token",
+    "aws_sigv4": "AWS Signature Version 4",
     "per-connection": "chosen by each connection (see its credentials)",
 }
 
