@@ -8,8 +8,9 @@ writes and pool waits. Batched, a few hundred calls cost one write and one read;
 still runs atomically on the server, in the order the calls were made.
 
 Scripts are sent by SHA (``EVALSHA``); the calls the server answered with ``NOSCRIPT`` (a
-restart, ``SCRIPT FLUSH``) are sent again with their source (``EVAL``), which also loads them. Redis errors reach every caller
-of the batch they were in, as redis-py exceptions: the caller decides what an outage means.
+restart, ``SCRIPT FLUSH``) are sent again with their source (``EVAL``), which also loads them.
+Redis errors reach every caller of the batch they were in, as redis-py exceptions: the caller
+decides what an outage means.
 """
 
 from __future__ import annotations

@@ -22,6 +22,11 @@ from campaignflow.integrations.connector import RateLimits
 from campaignflow.integrations.guards import LocalGuards
 from tests._support.servers import free_port
 
+# These tests flush Redis's script cache, or watch the exact commands a script call sends: run
+# in one process, one after another, so a flush never lands in the middle of another's watch.
+pytestmark = pytest.mark.xdist_group("redis-script-cache")
+
+
 POLICY = BreakerPolicy(failure_threshold=3, open_seconds=30, half_open_probes=2, close_after=2)
 
 

@@ -14,6 +14,10 @@ from campaignflow.bus.rate_limit_redis import RedisRateLimiter, open_rate_limite
 from campaignflow.security.rate_limit import Decision, InMemoryRateLimiter, RateLimitSettings
 from tests._support.servers import free_port
 
+# These tests flush Redis's script cache, or watch the exact commands a script call sends: run
+# in one process, one after another, so a flush never lands in the middle of another's watch.
+pytestmark = pytest.mark.xdist_group("redis-script-cache")
+
 
 def limiter(client: Redis, prefix: str, *, rate: float, burst: int) -> RedisRateLimiter:
     """One API process's limiter (each process builds its own)."""

@@ -14,6 +14,11 @@ from redis.asyncio import Redis
 from campaignflow.bus.script_calls import Script, ScriptCalls
 from tests._support.servers import free_port
 
+# These tests flush Redis's script cache, or watch the exact commands a script call sends: run
+# in one process, one after another, so a flush never lands in the middle of another's watch.
+pytestmark = pytest.mark.xdist_group("redis-script-cache")
+
+
 # Appends ARGV[1] to the list at KEYS[1]; returns the list's length.
 APPEND = Script("return redis.call('RPUSH', KEYS[1], ARGV[1])")
 
