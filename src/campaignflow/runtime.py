@@ -21,9 +21,10 @@ from campaignflow.api.app import create_app
 from campaignflow.bus.factory import open_bus
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine
-from campaignflow.engine.worker import Worker
+from campaignflow.engine.worker import Worker, worker_name
 from campaignflow.errors import CampaignflowError, ConfigurationError
 from campaignflow.integrations.runtime import Integrations, open_integrations
+from campaignflow.integrations.sync.worker import stop as stop_sync
 from campaignflow.security.api_keys import generate_key
 from campaignflow.security.contact_fields import ContactCipher, contact_cipher_from
 from campaignflow.security.key_file import embedded_encryption
@@ -193,13 +194,15 @@ async def serve_http(
         ssl_certfile=settings.network.tls_cert_file,
         ssl_keyfile=settings.network.tls_key_file,
     )
-    worker_task = scheduler = None
+    worker_task = scheduler = sync_task = None
     if with_worker:
         worker_task = asyncio.create_task(run_worker_on(engine, settings, integrations))
         scheduler = start_scheduler(engine, settings, consumer_name())
+        sync_task = start_sync(engine, integrations)
     try:
         await uvicorn.Server(config).serve()
     finally:
+        await stop_sync(sync_task)
         await stop_scheduler(scheduler)
         if worker_task is not None:
             worker_task.cancel()
@@ -209,6 +212,12 @@ async def serve_http(
         await engine.bus.close()
         await engine.wakeup.aclose()
         await database.dispose()
+
+
+def start_sync(engine: Engine, integrations: Integrations) -> asyncio.Task[None]:
+    """The CRM sync loop (schedules and carries sync runs) as a task of this process."""
+    worker = integrations.sync_worker(engine.contacts, engine.ingest().accept, owner=worker_name())
+    return asyncio.create_task(worker.run_until_cancelled(), name="crm-sync")
 
 
 def integrations_of(engine: Engine, settings: Settings) -> Integrations:
@@ -253,13 +262,17 @@ async def serve_worker(settings: Settings) -> None:
         if settings.redis_url is not None:  # in-process events are routed by the API process
             router = start_router(engine, settings)
         scheduler = start_scheduler(engine, settings, consumer_name())
+        integrations = integrations_of(engine, settings)
+        sync_task = start_sync(engine, integrations)
         try:
-            async with _worker_on(engine, settings) as worker:
+            async with _worker_on(engine, settings, integrations) as worker:
                 loop = asyncio.get_running_loop()
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(signum, worker.stop)
                 await worker.run()
         finally:
+            await stop_sync(sync_task)
+            await integrations.aclose()
             await stop_scheduler(scheduler)
             if router is not None:
                 await stop_router(router)

@@ -33,6 +33,7 @@ from campaignflow.api.routers import (
     workflows,
 )
 from campaignflow.api.routers import integrations as integrations_router
+from campaignflow.api.routers import sync as sync_router
 from campaignflow.api.routers.oauth import install_oauth, start_oauth
 from campaignflow.api.schemas import problem_responses
 from campaignflow.bus.factory import is_in_process, open_bus
@@ -51,11 +52,14 @@ from campaignflow.services.authentication import Authenticator
 from campaignflow.services.connections import ConnectionService
 from campaignflow.services.ingest import IngestLimits
 from campaignflow.services.oauth import OAuthService
+from campaignflow.services.sync import SyncService
 from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.access import AccessStore
+from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.database import Database
 from campaignflow.store.triggers import TriggerStore
+from campaignflow.store.workflows import utc_now
 from campaignflow.triggers.runner import start_router, stop_router
 
 API_PREFIX = "/api/v1"
@@ -126,6 +130,12 @@ def _install_integrations(app: FastAPI, integrations: Integrations) -> None:
         integrations.executor,
     )
     app.state.integration_catalog = describe_connectors(integrations.connectors)
+    app.state.sync = SyncService(
+        integrations.connections,
+        SyncStore(integrations.connections.database),
+        integrations.connectors,
+        utc_now,
+    )
 
 
 class _AccessRuntime:
@@ -223,6 +233,7 @@ def create_app(
     api.include_router(audit.router)
     api.include_router(oauth_clients.router)
     api.include_router(connections.router)
+    api.include_router(sync_router.router)
     api.include_router(integrations_router.router)
     api.include_router(suppressions.router)
     app.include_router(api)

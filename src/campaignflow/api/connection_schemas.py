@@ -65,6 +65,13 @@ class Connection(ApiModel):
     created_at: datetime
     updated_at: datetime
     last_test: ConnectionTest | None = Field(description="The outcome of the latest test.")
+    sync: dict[str, Any] | None = Field(
+        None,
+        description="A CRM connection's sync configuration (`PUT …/sync`); null: no sync.",
+    )
+    next_sync_at: datetime | None = Field(
+        None, description="When the next scheduled or real-time sync run starts."
+    )
 
     @classmethod
     def from_record(cls, record: ConnectionRecord) -> Connection:
@@ -86,6 +93,8 @@ class Connection(ApiModel):
             created_at=record.created_at,
             updated_at=record.updated_at,
             last_test=last_test,
+            sync=record.sync,
+            next_sync_at=record.sync_due_at,
         )
 
 

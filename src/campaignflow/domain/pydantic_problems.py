@@ -151,6 +151,11 @@ def relocate(loc: Iterable[int | str], document: object) -> Location:
             key = str(path[-1]) if path else None
         elif _is_tag(current, part):
             tag = str(part)
+        elif isinstance(current, str | int | float | bool):
+            # The document holds a scalar where the model has an object: a shorthand the
+            # model expanded before validating (``"email": "Email"`` for ``{"remote": …}``).
+            # The scalar is what the user wrote, so the problem is there.
+            break
         else:
             path.append(part)
             current = _child(current, part)

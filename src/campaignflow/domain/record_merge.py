@@ -210,3 +210,36 @@ def _remote_time(remote: RemoteSide | None, name: str, now: datetime) -> datetim
     if remote is None:
         return now
     return remote.field_times.get(name, remote.modified_at)
+
+
+def plan_local_changes(
+    mappings: Mapping[str, FieldMapping],
+    local: LocalSide,
+    *,
+    state: Mapping[str, FieldBase],
+    digest: Digest,
+    now: datetime,
+) -> RecordPlan:
+    """The push of a contact whose CRM record did not change since the last sync (a run's
+    pull saw no change of it): every field campaignflow may push whose value no longer matches
+    the agreed one. A contact never synced (``state`` empty) pushes every value it has."""
+    plan = RecordPlan({}, {}, {}, [], [])
+    for name, mapping in mappings.items():
+        if mapping.direction == "pull":
+            continue
+        value = local.values.get(name)
+        current = digest(value)
+        base = state.get(name)
+        if base is not None and base.digest == current:
+            continue
+        if base is None and value is None:
+            continue  # nothing to tell the CRM about a field empty on both sides
+        try:
+            plan.push[mapping.remote] = mapping.resolved_transform().push(value)
+        except TransformError as exc:
+            plan.errors.append(FieldError(name, "push", exc.message))
+            continue
+        plan.bases[name] = FieldBase(current, _local_time(local, name, now), now)
+    if plan.errors:
+        return RecordPlan({}, {}, {}, [], plan.errors)
+    return plan

@@ -27,6 +27,7 @@ maps event names to the CRM's activity types: those events are logged on the CRM
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Literal, Self
 
@@ -44,6 +45,7 @@ from campaignflow.domain.fields import (
     TimeZoneName,
     domain_error,
 )
+from campaignflow.domain.problems import Problem
 
 SyncStrategy = Literal["real-time", "scheduled", "on-demand"]
 Direction = Literal["both", "push", "pull"]
@@ -95,9 +97,7 @@ ContactField = Annotated[
 
 
 class DataMapping(FormatModel):
-    contact_fields: dict[Identifier, ContactField] = Field(
-        min_length=1, max_length=MAX_FIELDS
-    )
+    contact_fields: dict[Identifier, ContactField] = Field(min_length=1, max_length=MAX_FIELDS)
     activity_types: dict[EventName, Annotated[str, Field(min_length=1, max_length=80)]] = Field(
         default_factory=dict, max_length=100
     )
@@ -174,3 +174,32 @@ class SyncConfig(FormatModel):
             tie_window=self.tie_window.exact,
             remote_skew=remote_skew,
         )
+
+
+def consistency_problems(document: object) -> list[Problem]:
+    """The cross-field rules of :class:`SyncConfig`, checked on the raw document.
+
+    Pydantic runs a model's own cross-field check only once every field is valid, so a
+    document with a bad field would hide these until fixed; the API adds them to the field
+    problems, so one answer lists everything wrong."""
+    if not isinstance(document, Mapping):
+        return []
+    found: list[Problem] = []
+    strategy = document.get("syncStrategy")
+    if strategy == "scheduled" and document.get("schedule") is None:
+        found.append(Problem(("schedule",), "the scheduled strategy needs a schedule", "required"))
+    if strategy in ("real-time", "on-demand") and document.get("schedule") is not None:
+        found.append(
+            Problem(
+                ("schedule",),
+                f"a schedule applies to the scheduled strategy, not {strategy}",
+                "invalid_value",
+            )
+        )
+    if document.get("conflictResolution") == "source-priority" and not document.get(
+        "sourcePriority"
+    ):
+        found.append(
+            Problem(("sourcePriority",), "source-priority needs a sourcePriority list", "required")
+        )
+    return found

@@ -13,15 +13,19 @@ from dataclasses import dataclass
 from campaignflow.config import Settings
 from campaignflow.engine.actions import ExecutorRegistry
 from campaignflow.engine.http_action import HttpExecutor
-from campaignflow.integrations.connections import ConnectionResolver
+from campaignflow.integrations.connections import ConnectionResolver, ResolvedConnection
 from campaignflow.integrations.connector import Connector
 from campaignflow.integrations.executor import ConnectorExecutor, ExecutorOptions
 from campaignflow.integrations.guards import LocalGuards, OutboundGuards
 from campaignflow.integrations.oauth_tokens import AccessTokens
 from campaignflow.integrations.providers import builtin_connectors
+from campaignflow.integrations.sync.runner import EventSink, SyncRunner
+from campaignflow.integrations.sync.worker import SyncScheduler, SyncWorker
 from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.security.secret_store import SecretStore, open_secret_store
 from campaignflow.store.connections import ConnectionStore
+from campaignflow.store.contacts import ContactStore
+from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.database import Database
 from campaignflow.store.deliveries import DeliveryStore
 from campaignflow.store.suppressions import SuppressionStore
@@ -47,6 +51,25 @@ class Integrations:
                     f"{connector.provider}.{operation}", self.executor
                 )
         return registry
+
+    def sync_worker(self, contacts: ContactStore, publish: EventSink, *, owner: str) -> SyncWorker:
+        """The loop that schedules and carries CRM sync runs (``integrations/sync``)."""
+        store = SyncStore(self.connections.database)
+
+        async def resolve(workspace_id: str, connection_id: str) -> ResolvedConnection:
+            record = await self.connections.get(workspace_id, connection_id)
+            return await self.resolver.complete(record)
+
+        runner = SyncRunner(
+            store=store,
+            contacts=contacts,
+            resolve=resolve,
+            sender=self.executor,
+            publish=publish,
+            owner=owner,
+            now=utc_now,
+        )
+        return SyncWorker(store, SyncScheduler(store, contacts), runner, owner=owner, now=utc_now)
 
     async def aclose(self) -> None:
         await self.guards.aclose()

@@ -50,6 +50,8 @@ PERSONAL_DATA_READS = frozenset(
         # Who unsubscribed, bounced or complained (by keyed digest, or the address asked).
         "list_suppressions",
         "check_suppression",
+        # A run's errors name contacts, and a CRM's reason may quote a record's values.
+        "get_sync_run",
     }
 )
 # GET routes that do not: definitions, triggers, versions, API key and grant metadata, the
@@ -70,6 +72,7 @@ NOT_PERSONAL_READS = frozenset(
         "verify_audit_log",
         "list_connections",
         "get_connection",
+        "list_sync_runs",
         "list_integrations",
         "openapi",
         "swagger_ui_html",

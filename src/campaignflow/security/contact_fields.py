@@ -91,6 +91,11 @@ class ContactCipher:
         """The blind index of an address (already normalised: stripped, lower-cased)."""
         return self._index.digest(EMAIL, normalized_email)
 
+    def value_digest(self, canonical_value: str) -> str:
+        """The blind index of a synced field's value (its canonical JSON): what a CRM sync
+        keeps to tell a changed value from the one both sides agreed on, without the value."""
+        return self._index.digest("crm-sync-value", canonical_value)
+
     def identity_value(self, kind: str, value: str) -> str:
         """What ``contact_identities.value`` holds for an identity: an email's digest, else
         the value itself."""

@@ -32,6 +32,7 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     CONNECTIONS_READ = "connections:read"
     CONNECTIONS_WRITE = "connections:write"
+    CONNECTIONS_SYNC = "connections:sync"  # start a CRM sync run
     WORKSPACE_WRITE = "workspace:write"
 
 
@@ -55,6 +56,7 @@ _OPERATOR = _VIEWER | {
     P.CONTACTS_READ,
     P.EVENTS_WRITE,
     P.CONNECTIONS_READ,
+    P.CONNECTIONS_SYNC,  # run a configured sync now, as an operator reruns a workflow
     P.SUPPRESSIONS_READ,  # like contacts: whether a person's address may be mailed
 }
 _EDITOR = _OPERATOR | {

@@ -29,6 +29,7 @@ from campaignflow.store.connections import (
     NewConnection,
     credential_id,
 )
+from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.ids import new_id
 
 
@@ -105,6 +106,7 @@ class ConnectionService:
 
     async def delete(self, workspace_id: str, connection_id: str) -> None:
         record = await self._store.delete(workspace_id, connection_id)
+        await SyncStore(self._store.database).forget_connection(workspace_id, connection_id)
         self._resolver.forget(workspace_id, record.name)
         with contextlib.suppress(NotFound):  # already gone: the credentials are gone either way
             await self._secrets.delete(workspace_id, credential_id(connection_id))

@@ -40,6 +40,8 @@ class ConnectionRecord:
     tested_at: datetime | None
     test_outcome: str | None
     test_message: str | None
+    sync: dict[str, Any] | None = None  # the sync configuration of a CRM connection
+    sync_due_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ _COLUMNS = (
     connections.c.tested_at,
     connections.c.test_outcome,
     connections.c.test_message,
+    connections.c.sync,
+    connections.c.sync_due_at,
 )
 
 

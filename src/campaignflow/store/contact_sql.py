@@ -136,6 +136,24 @@ CONTACT_PAGE = (
     .limit(bindparam("limit"))
 )
 
+# Contacts changed after a (updated_at, id) position, oldest first: a CRM sync's local changes.
+# Parameters: workspace, after_at, after_id, limit.
+CHANGED_SINCE = (
+    select(*STORED_COLUMNS)
+    .where(
+        contacts.c.workspace_id == bindparam("workspace"),
+        tuple_(contacts.c.updated_at, contacts.c.id)
+        > tuple_(bindparam("after_at"), bindparam("after_id")),
+    )
+    .order_by(contacts.c.updated_at, contacts.c.id)
+    .limit(bindparam("limit"))
+)
+# Parameters: workspace, ids (expanding).
+CONTACTS_BY_ID = select(*STORED_COLUMNS).where(
+    contacts.c.workspace_id == bindparam("workspace"),
+    contacts.c.id.in_(bindparam("ids", expanding=True)),
+)
+
 # --------------------------------------------------------------------------- sealing old rows
 
 # Rows written before sensitive fields were sealed (migration 0006 marked them), in key order

@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,6 +37,8 @@ from campaignflow.store import contact_sql as sql
 from campaignflow.store import pg_batch as pg
 from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # A batch retried because another router claimed one of its new identities first learns that
 # owner on its next read, so a second attempt succeeds unless yet another race intervenes.
@@ -266,6 +268,45 @@ class ContactStore:
         params = {"workspace": workspace_id, "after": cursor or "", "limit": limit}
         rows = (await connection.execute(sql.CONTACT_PAGE, params)).all()
         return [self._open(row)[0] for row in rows]
+
+    # ------------------------------------------------------------------ CRM sync
+
+    async def changed_since(
+        self, workspace_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> builtins.list[ContactRecord]:
+        """Up to ``limit`` contacts changed after the (updated_at, id) position ``after``,
+        oldest change first (a CRM sync pushes them in that order and keeps the position)."""
+        after_at, after_id = after or (_EPOCH, "")
+        params = {
+            "workspace": workspace_id,
+            "after_at": after_at,
+            "after_id": after_id,
+            "limit": limit,
+        }
+        async with self._db.read() as connection:
+            rows = (await connection.execute(sql.CHANGED_SINCE, params)).all()
+        return [self._open(row)[0] for row in rows]
+
+    async def get_many(
+        self, workspace_id: str, contact_ids: Iterable[str]
+    ) -> dict[str, ContactRecord]:
+        """The contacts with these ids that exist, by id."""
+        ids = sorted(set(contact_ids))
+        if not ids:
+            return {}
+        async with self._db.read() as connection:
+            rows = (
+                await connection.execute(
+                    sql.CONTACTS_BY_ID, {"workspace": workspace_id, "ids": ids}
+                )
+            ).all()
+        records = [self._open(row)[0] for row in rows]
+        return {record.id: record for record in records}
+
+    async def find_by_email(self, workspace_id: str, email: str) -> ContactRecord | None:
+        """The contact with this (normalised) address, if any."""
+        found = await self.list(workspace_id, email=email, limit=1)
+        return found[0] if found else None
 
     def _open(self, row: Any) -> tuple[ContactRecord, StoredContact]:
         """A row of :data:`sql.STORED_COLUMNS` as its record (sealed fields put back)."""

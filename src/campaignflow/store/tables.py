@@ -262,6 +262,14 @@ Index(
     sqlite_where=contacts.c.needs_sealing.is_(True),
 )
 
+# A CRM sync reads a workspace's contacts in the order they changed (migration 0009).
+Index(
+    "ix_contacts_workspace_id_updated_at_id",
+    contacts.c.workspace_id,
+    contacts.c.updated_at,
+    contacts.c.id,
+)
+
 # Every way a contact is known: its userId, each anonymousId, its email (lower-cased). The key
 # makes one identity belong to one contact; merging moves identities to the surviving contact.
 contact_identities = Table(
@@ -559,11 +567,16 @@ connections = Table(
     Column("tested_at", UTCDateTime(), nullable=True),
     Column("test_outcome", String(16), nullable=True),
     Column("test_message", String(500), nullable=True),
+    # A CRM connection's sync configuration (domain/sync_config.py); null: the connection
+    # does not sync. ``sync_due_at`` is when the scheduler next starts a run of it.
+    Column("sync", JSONDocument(), nullable=True),
+    Column("sync_due_at", UTCDateTime(), nullable=True),
     CheckConstraint(
         "test_outcome IS NULL OR " + _one_of("test_outcome", CONNECTION_TEST_OUTCOMES),
         name="test_outcome",
     ),
     Index(None, "workspace_id", "name", unique=True),
+    Index(None, "sync_due_at"),
 )
 
 # Addresses no message may go to: a bounce, an unsubscribe or a spam report reported by a
@@ -619,4 +632,95 @@ message_deliveries = Table(
     CheckConstraint(_one_of("status", DELIVERY_STATUSES), name="status"),
     Index(None, "workspace_id", "execution_id"),
     Index(None, "workspace_id", "provider", "provider_message_id"),
+)
+
+# CRM sync runs: one pass of pulling a CRM's changes and pushing the contacts' (trigger: the
+# schedule, a contact change for real-time connections, or an API call). A worker holds a run
+# by its lease; a run whose worker died is taken over at its ``cursor``, which is written in the
+# same transaction as the records it covers, so a resumed run repeats no record it finished.
+SYNC_TRIGGERS = ("scheduled", "real-time", "on-demand")
+SYNC_RUN_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", identifier(), primary_key=True),
+    Column("workspace_id", identifier(), nullable=False),
+    Column("connection_id", identifier(), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("requested_by", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("attempts", Integer(), nullable=False),  # times a worker took it (1 + resumes)
+    Column("cursor", JSONDocument(), nullable=False),
+    Column("stats", JSONDocument(), nullable=False),
+    Column("error", String(1000), nullable=True),
+    CheckConstraint(_one_of("trigger", SYNC_TRIGGERS), name="trigger"),
+    CheckConstraint(_one_of("status", SYNC_RUN_STATUSES), name="status"),
+    Index(None, "workspace_id", "connection_id", "created_at"),
+    Index(None, "status", "lease_until"),
+)
+# One run queued or running per connection: two would race on the same links.
+Index(
+    "ix_sync_runs_active_connection_id",
+    sync_runs.c.connection_id,
+    unique=True,
+    postgresql_where=sync_runs.c.status.in_(("queued", "running")),
+    sqlite_where=sync_runs.c.status.in_(("queued", "running")),
+)
+
+# The records a run could not sync, with the reason: its history. ``record`` is the contact id
+# for a push, ``remote:<id>`` for a pull.
+sync_run_errors = Table(
+    "sync_run_errors",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("run_id", identifier(), nullable=False),
+    Column("record", String(200), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("message", String(1000), nullable=False),
+    Column("retryable", Boolean(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("run_id", "record", "direction"),
+    CheckConstraint(_one_of("direction", ("pull", "push")), name="direction"),
+)
+
+# A contact and its CRM record, per connection: the record's id and, per mapped field, the
+# digest of the value both sides last agreed on with each side's change time (``fields``:
+# local name → [digest, local_at, remote_at]). Digests are keyed (the blind index key): the
+# values themselves are personal data and stay in the sealed contact. ``pending_push`` marks a
+# contact whose last push failed: the next run retries it on its own.
+sync_links = Table(
+    "sync_links",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("connection_id", identifier(), nullable=False),
+    Column("contact_id", identifier(), nullable=False),
+    Column("remote_id", String(200), nullable=True),
+    Column("fields", JSONDocument(), nullable=False),
+    Column("synced_at", UTCDateTime(), nullable=True),
+    Column("pending_push", Boolean(), nullable=False),
+    Column("push_attempts", Integer(), nullable=False),
+    PrimaryKeyConstraint("connection_id", "contact_id"),
+    Index(None, "connection_id", "remote_id", unique=True),
+    Index(None, "connection_id", "pending_push"),
+)
+
+# Who last wrote a contact field, when a sync pulled it from a CRM: the source-priority mode
+# ranks a contact's value by it, and its time is the field's own change time. ``digest`` is the
+# value's when written; a later write in campaignflow no longer matches it, and the value is
+# then campaignflow's own.
+contact_field_sources = Table(
+    "contact_field_sources",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("contact_id", identifier(), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "contact_id", "field"),
 )

@@ -26,6 +26,10 @@ BODIES: dict[str, Any] = {
     "put_grant": {"role": "viewer"},
     "execute_workflow": {"subject": "u1", "input": {}},
     "simulate_workflow": {"start": "2026-05-01T10:00:00Z", "input": {}},
+    "configure_sync": {
+        "syncStrategy": "on-demand",
+        "dataMapping": {"contactFields": {"email": "email"}},
+    },
 }
 
 
@@ -66,9 +70,14 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, str]:
     connection = await created(
         await http.post(
             "/api/v1/connections",
-            json={"name": "mail", "provider": "sendgrid", "credentials": {"token": "SG.a"}},
+            json={"name": "crm", "provider": "pipedrive", "credentials": {"api_key": "pd-a"}},
         )
     )
+    sync = f"/api/v1/connections/{connection['id']}/sync"
+    await created(await http.put(sync, json=BODIES["configure_sync"]))
+    response = await http.post(sync)
+    assert response.status_code == 202, response.text
+    run = response.json()
     return {
         "workflow_id": "shared",
         "trigger_id": trigger["id"],
@@ -78,6 +87,7 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, str]:
         "client_id": client["clientId"],
         "execution_id": execution["id"],
         "connection_id": connection["id"],
+        "run_id": run["id"],
         # No dead letter is seeded: an id of the right shape stands for one; the store's
         # query is the same whether or not A holds it (covered in test_executions_api).
         "dead_letter_id": execution["id"],
@@ -133,6 +143,7 @@ def _readable(ids: dict[str, str]) -> list[str]:
         f"/api/v1/oauth-clients/{ids['client_id']}",
         "/api/v1/workflows/shared/grants",
         f"/api/v1/connections/{ids['connection_id']}",
+        f"/api/v1/connections/{ids['connection_id']}/sync-runs/{ids['run_id']}",
     ]
 
 

@@ -19,6 +19,7 @@ from campaignflow.domain.record_merge import (
     LocalSide,
     RecordPlan,
     RemoteSide,
+    plan_local_changes,
     plan_record,
 )
 from campaignflow.domain.sync_config import DataMapping
@@ -251,3 +252,55 @@ def test_after_a_plan_is_applied_the_next_change_on_one_side_is_no_conflict(
         assert second.push == {"firstname": "Zed"}
     else:
         assert second.pull == {"firstName": "Zed"}
+
+
+# ------------------------------------------------------------------------ plan_local_changes
+
+
+def local_plan(local: LocalSide, state: Mapping[str, FieldBase]) -> RecordPlan:
+    return plan_local_changes(MAPPING, local, state=state, digest=digest, now=NOW)
+
+
+def test_a_local_change_pushes_only_the_fields_that_moved_from_the_agreed_value() -> None:
+    state = agreed({"email": "a@x.io", "firstName": "Ann", "score": 3, "owner": "7"})
+    result = local_plan(
+        here({"email": "a@x.io", "firstName": "Anna", "score": 3, "owner": "8"}), state
+    )
+    # owner is pull-only: a local change of it is not pushed
+    assert result.push == {"firstname": "Anna"}
+    assert set(result.bases) == {"firstName"}
+    assert result.bases["firstName"].digest == digest("Anna")
+
+
+def test_a_contact_never_synced_pushes_every_value_it_has() -> None:
+    result = local_plan(here({"email": "a@x.io", "plan": "pro", "score": "12"}), {})
+    assert result.push == {"email": "a@x.io", "plan_tier": "PRO", "lead_score": 12}
+
+
+def test_a_cleared_value_is_pushed_as_empty() -> None:
+    result = local_plan(here({"firstName": None}), agreed({"firstName": "Ann"}))
+    assert result.push == {"firstname": None}
+
+
+def test_a_local_value_that_cannot_be_pushed_fails_the_record() -> None:
+    result = local_plan(here({"plan": "enterprise"}), agreed({"plan": "pro"}))
+    assert not result.ok
+    assert result.push == {}
+    assert [(e.local_field, e.direction) for e in result.errors] == [("plan", "push")]
+
+
+@given(situations(), policies)
+def test_with_an_unchanged_crm_record_the_local_plan_pushes_what_the_full_plan_pushes(
+    situation: tuple[LocalSide, RemoteSide, dict[str, FieldBase]], policy: MergePolicy
+) -> None:
+    local = situation[0]
+    # the CRM holds exactly the agreed values: nothing changed there since the last sync
+    values = {"firstName": "Ann", "plan": "pro", "email": "a@x.io"}
+    state = agreed(values)
+    remote = RemoteSide(
+        {"firstname": "Ann", "plan_tier": "PRO", "email": "a@x.io"}, EARLIER, "hubspot"
+    )
+    full = plan(local, remote, state, policy)
+    quick = local_plan(local, state)
+    assert quick.push == full.push
+    assert full.pull == {}

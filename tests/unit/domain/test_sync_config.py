@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from campaignflow.domain.pydantic_problems import validated
-from campaignflow.domain.sync_config import SyncConfig
+from campaignflow.domain.sync_config import SyncConfig, consistency_problems
 from campaignflow.errors import InvalidBody
 
 VALID: dict[str, Any] = {
@@ -105,3 +105,25 @@ def test_a_value_map_must_be_one_to_one() -> None:
 
 def test_unknown_keys_are_refused() -> None:
     assert "/direction" in problems({**VALID, "direction": "both"})
+
+
+def test_the_cross_field_rules_are_also_found_on_a_document_with_bad_fields() -> None:
+    document = {
+        "syncStrategy": "scheduled",
+        "conflictResolution": "source-priority",
+        "dataMapping": {"contactFields": {"email": "Not A Field!"}},
+    }
+    # pydantic alone stops at the bad field ...
+    assert "/schedule" not in problems(document)
+    # ... so the API adds what the model's own cross-field check would have said
+    assert {p.pointer: p.code for p in consistency_problems(document)} == {
+        "/schedule": "required",
+        "/sourcePriority": "required",
+    }
+    assert consistency_problems({**VALID}) == []
+    assert consistency_problems(["not", "an", "object"]) == []
+
+
+def test_a_bad_shorthand_is_reported_where_it_was_written() -> None:
+    found = problems({**VALID, "dataMapping": {"contactFields": {"email": "Not A Field!"}}})
+    assert list(found) == ["/dataMapping/contactFields/email"]
