@@ -22,6 +22,7 @@ class SyncRunCounts(ApiModel):
     skipped: int = Field(0, description="Records without an address to match or create by.")
     deleted: int = Field(0, description="CRM records deleted there, unlinked here.")
     pages: int = Field(0, description="Pages of CRM records read.")
+    activities: int = Field(0, description="Events logged on CRM records as activities.")
 
 
 class SyncRunOut(ApiModel):
@@ -36,7 +37,9 @@ class SyncRunOut(ApiModel):
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int = Field(description="Workers that took the run: more than 1 if it resumed.")
-    phase: str = Field(description="`retry`, `pull`, `push`, `done`: where the run is.")
+    phase: str = Field(
+        description="`retry`, `pull`, `push`, `activities`, `done`: where the run is."
+    )
     pulled_up_to: datetime | None = Field(
         description="The latest CRM modification time the run has processed."
     )

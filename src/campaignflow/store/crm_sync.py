@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,6 +30,7 @@ from campaignflow.store.ids import new_id
 from campaignflow.store.tables import (
     connections,
     contact_field_sources,
+    events,
     sync_links,
     sync_run_errors,
     sync_runs,
@@ -100,6 +101,17 @@ class Progress:
     links: list[SyncLink] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
     sources: dict[str, list[FieldSource]] = field(default_factory=dict)  # contact id → sources
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEvent:
+    """An event a sync logs on the CRM as an activity (its name, whose, when)."""
+
+    message_id: str
+    name: str
+    contact_id: str
+    timestamp: datetime
+    received_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +415,40 @@ class SyncStore:
                 str(name), str(source), str(digest), changed_at
             )
         return found
+
+    async def activity_events(
+        self,
+        workspace_id: str,
+        names: Sequence[str],
+        *,
+        after: tuple[datetime, str] | None,
+        until: datetime,
+        limit: int,
+    ) -> builtins.list[ActivityEvent]:
+        """Events named ``names`` that arrived after the (received_at, message id) position
+        ``after`` and by ``until``, in arrival order, with a contact."""
+        after_at, after_id = after or (until, "")
+        query = (
+            select(
+                events.c.message_id,
+                events.c.name,
+                events.c.contact_id,
+                events.c.timestamp,
+                events.c.received_at,
+            )
+            .where(
+                events.c.workspace_id == workspace_id,
+                events.c.name.in_(sorted(set(names))),
+                events.c.contact_id.is_not(None),
+                tuple_(events.c.received_at, events.c.message_id) > tuple_(after_at, after_id),
+                events.c.received_at <= until,
+            )
+            .order_by(events.c.received_at, events.c.message_id)
+            .limit(limit)
+        )
+        async with self.database.read() as connection:
+            rows = (await connection.execute(query)).all()
+        return [ActivityEvent(str(m), str(n), str(c), t, r) for m, n, c, t, r in rows]
 
     async def forget_connection(self, workspace_id: str, connection_id: str) -> None:
         """Remove a deleted connection's links, runs and run errors."""

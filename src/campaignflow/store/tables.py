@@ -304,6 +304,9 @@ events = Table(
     PrimaryKeyConstraint("workspace_id", "message_id"),
     CheckConstraint(_one_of("type", EVENT_TYPES), name="type"),
     Index(None, "workspace_id", "contact_id", "timestamp"),
+    # Migration 0009: a CRM sync reads a workspace's events in the order they arrived, to log
+    # the ones its activityTypes name on the CRM (an index that grows at its right edge).
+    Index(None, "workspace_id", "received_at"),
     # Migration 0007: the sensitive keys of properties, traits and context.traits
     # (security.sealed_records), sealed for the event; null when it had none.
     Column("sealed", Text(), nullable=True),

@@ -442,3 +442,44 @@ async def test_a_run_killed_mid_pull_resumes_elsewhere_without_duplicating_a_rec
     assert done["counts"]["created"] == 250
     # nothing went back to HubSpot twice: every contact came from there and agrees with it
     assert not any(r[1].endswith("/batch/upsert") for r in crm.requests)
+
+
+# ------------------------------------------------------------------------------- activities
+
+
+async def test_events_named_in_activity_types_are_logged_once_on_the_crm_record(
+    platform: Platform,
+) -> None:
+    mapping = {**MAPPING, "activityTypes": {"demo_booked": "MEETING"}}
+    remote = platform.crm.add("gus@example.com", firstname="Gus")
+    await platform.ok(
+        "POST", "/api/v1/contacts", json={"userId": "gus", "email": "gus@example.com"}
+    )
+    await platform.ok("POST", "/api/v1/contacts", json={"userId": "hal", "email": "hal@x.io"})
+    await platform.connect({"syncStrategy": "on-demand", "dataMapping": mapping})
+    await platform.ok("POST", f"/api/v1/connections/{platform.connection_id}/sync")
+    assert await platform.sync_worker().run_once()  # links Gus (and pushes Hal)
+
+    for user, event in [("gus", "demo_booked"), ("gus", "page_viewed"), ("hal", "demo_booked")]:
+        accepted = await platform.http.post(
+            "/api/v1/events", json={"type": "track", "userId": user, "event": event}
+        )
+        assert accepted.status_code == 202, accepted.text
+    await platform.drain_engine()  # the router writes them to the event log
+    platform.clock.offset = timedelta(seconds=5)
+    run = await platform.ok("POST", f"/api/v1/connections/{platform.connection_id}/sync")
+    assert await platform.sync_worker().run_once()
+
+    notes = platform.crm.notes
+    assert len(notes) == 2  # Gus's and Hal's demo_booked; page_viewed is not an activity type
+    hal = platform.crm.by_email("hal@x.io")
+    assert hal is not None
+    assert sorted(n["associations"][0]["to"]["id"] for n in notes) == sorted([remote.id, hal.id])
+    assert all("demo_booked" in n["properties"]["hs_note_body"] for n in notes)
+    assert (await platform.run(run["id"]))["counts"]["activities"] == 2
+
+    # the next run logs nothing again
+    platform.clock.offset += timedelta(seconds=5)
+    await platform.ok("POST", f"/api/v1/connections/{platform.connection_id}/sync")
+    assert await platform.sync_worker().run_once()
+    assert len(platform.crm.notes) == 2

@@ -12,7 +12,10 @@ A run goes through three phases, each resumable from what it last saved:
    kept across a crash (some CRMs' expire);
 3. ``push``: the contacts changed after ``local_after`` (their updated_at and id), in that
    order, up to ``local_until``, fixed when the phase starts so a busy workspace cannot keep
-   one run going forever.
+   one run going forever;
+4. ``activities``: the events the configuration's ``activityTypes`` name, of linked contacts,
+   that arrived after ``activities_after``, each logged on the CRM record as an activity (a
+   full run's phase: a push-only real-time run skips it).
 
 A new run starts where the previous one got to: its pull from the previous ``high_water`` (or
 ``remote_since`` if it saw nothing), its push after the previous ``local_after``.
@@ -24,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-Phase = Literal["retry", "pull", "push", "done"]
+Phase = Literal["retry", "pull", "push", "activities", "done"]
 PULL_OVERLAP = timedelta(seconds=10)
 
 
@@ -37,6 +40,9 @@ class Cursor:
     local_until: tuple[datetime, str] | None = None
     push_only: bool = False  # a real-time run: local changes only, no pull
     last_pull_at: datetime | None = None  # when a run last pulled (carried from run to run)
+    # The last event logged on the CRM as an activity (received_at, message id); None until
+    # the first run, which starts with the events arriving from then on (no backfill).
+    activities_after: tuple[datetime, str] | None = None
 
     def pull_from(self) -> datetime | None:
         """Where the pull (re)starts."""
@@ -57,6 +63,7 @@ class Cursor:
             local_after=self.local_after,
             push_only=push_only,
             last_pull_at=self.last_pull_at,
+            activities_after=self.activities_after,
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -68,6 +75,7 @@ class Cursor:
             "localUntil": _position(self.local_until),
             "pushOnly": self.push_only,
             "lastPullAt": _instant(self.last_pull_at),
+            "activitiesAfter": _position(self.activities_after),
         }
 
     @classmethod
@@ -82,6 +90,7 @@ class Cursor:
             local_until=_parse_position(document.get("localUntil")),
             push_only=bool(document.get("pushOnly", False)),
             last_pull_at=_parse_instant(document.get("lastPullAt")),
+            activities_after=_parse_position(document.get("activitiesAfter")),
         )
 
 

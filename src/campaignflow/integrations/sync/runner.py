@@ -55,6 +55,7 @@ from campaignflow.errors import AlreadyExists, ClientError, NotFound
 from campaignflow.integrations.connections import ResolvedConnection
 from campaignflow.integrations.connector import OutboundRequest, ProviderResponse, RequestContext
 from campaignflow.integrations.crm import (
+    Activity,
     CrmSync,
     PullPage,
     PushRecord,
@@ -62,9 +63,10 @@ from campaignflow.integrations.crm import (
     RemoteRecord,
     any_json,
 )
-from campaignflow.integrations.sync.cursor import Cursor
+from campaignflow.integrations.sync.cursor import Cursor, Phase
 from campaignflow.store.contacts import ContactStore
 from campaignflow.store.crm_sync import (
+    ActivityEvent,
     FieldSource,
     Progress,
     RecordError,
@@ -110,6 +112,7 @@ class RunnerOptions:
     max_backoff_s: float = 30.0
     max_pages: int = 10_000  # a runaway pull (a CRM repeating a page token) ends here
     retry_batch: int = 100  # failed pushes retried per run
+    activity_page: int = 200  # events read at a time to log as activities
 
 
 @dataclass(slots=True)
@@ -124,6 +127,7 @@ class _Stats:
     skipped: int = 0
     deleted: int = 0
     pages: int = 0
+    activities: int = 0
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> _Stats:
@@ -228,6 +232,8 @@ class SyncRunner:
                 await self._pull(ctx)
             if ctx.cursor.phase == "push":
                 await self._push_local_changes(ctx)
+            if ctx.cursor.phase == "activities":
+                await self._log_activities(ctx)
         except SyncFailed as exc:
             await self._finish(run, ctx.stats, "failed", str(exc))
             return "failed"
@@ -577,8 +583,71 @@ class SyncRunner:
                 last = chunk[-1]
                 ctx.cursor = replace(ctx.cursor, local_after=(last.updated_at, last.id))
                 await self._save(ctx, progress)
+        next_phase: Phase = "done" if ctx.cursor.push_only else "activities"
+        ctx.cursor = replace(ctx.cursor, phase=next_phase)
+        await self._save(ctx, Progress({}, {}))
+
+    # ------------------------------------------------------------------ phase 4: activities
+
+    async def _log_activities(self, ctx: _Context) -> None:
+        """Log the events ``activityTypes`` names on the CRM records of their contacts, one
+        request each, in arrival order; the position is saved after each page. A contact not
+        linked to this CRM is skipped (there is no record to log on); an activity the CRM
+        refuses is listed in the run's errors and not tried again."""
+        types = ctx.config.data_mapping.activity_types
+        until = self._now()
+        # The first run logs the events from its own creation on: no backfill of history.
+        start = ctx.cursor.activities_after or (ctx.run.created_at, "")
+        ctx.cursor = replace(ctx.cursor, activities_after=start)
+        while types:
+            found = await self._store.activity_events(
+                ctx.run.workspace_id,
+                list(types),
+                after=ctx.cursor.activities_after,
+                until=until,
+                limit=self._options.activity_page,
+            )
+            if not found:
+                break
+            links = await self._store.links_by_contact(
+                ctx.run.workspace_id, ctx.run.connection_id, [e.contact_id for e in found]
+            )
+            for event in found:
+                link = links.get(event.contact_id)
+                progress = Progress({}, {})
+                if link is not None and link.remote_id is not None:
+                    await self._log_activity(ctx, event, link.remote_id, types, progress)
+                # Saved after each one: CRMs take no idempotency key for activities, so a
+                # resumed run must not log again what this one logged.
+                position = (event.received_at, event.message_id)
+                ctx.cursor = replace(ctx.cursor, activities_after=position)
+                await self._save(ctx, progress)
         ctx.cursor = replace(ctx.cursor, phase="done")
         await self._save(ctx, Progress({}, {}))
+
+    async def _log_activity(
+        self,
+        ctx: _Context,
+        event: ActivityEvent,
+        remote_id: str,
+        types: Mapping[str, str],
+        progress: Progress,
+    ) -> None:
+        activity = Activity(
+            remote_id=remote_id,
+            type=types[event.name],
+            subject=f"{event.name} (campaignflow)",
+            occurred_at=event.timestamp,
+        )
+        request = ctx.adapter.activity_request(activity, self._request_context(ctx))
+        try:
+            await self._send(ctx, request)
+        except RefusedRequest as refused:
+            ctx.stats.failed += 1
+            reason = f"HTTP {refused.response.status}: {str(refused.response.body)[:300]}"
+            progress.errors.append(RecordError(f"event:{event.message_id}", "push", reason, False))
+            return
+        ctx.stats.activities += 1
 
     async def _push_contacts(
         self,

@@ -30,6 +30,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_contacts_workspace_id_updated_at_id", "contacts", ["workspace_id", "updated_at", "id"]
     )
+    op.create_index("ix_events_workspace_id_received_at", "events", ["workspace_id", "received_at"])
     op.create_table(
         "sync_runs",
         sa.Column("id", IDENTIFIER, nullable=False),
@@ -128,6 +129,7 @@ def downgrade() -> None:
     op.drop_index("ix_sync_runs_status_lease_until", "sync_runs")
     op.drop_index("ix_sync_runs_workspace_id_connection_id_created_at", "sync_runs")
     op.drop_table("sync_runs")
+    op.drop_index("ix_events_workspace_id_received_at", "events")
     op.drop_index("ix_contacts_workspace_id_updated_at_id", "contacts")
     op.drop_index("ix_connections_sync_due_at", "connections")
     with op.batch_alter_table("connections") as batch:
