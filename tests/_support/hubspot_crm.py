@@ -58,6 +58,7 @@ class HubSpotCrm:
         self.requests: list[tuple[str, str]] = []
         self.refuse_emails: set[str] = set()  # upserts of these fail, on their own (207)
         self.fail_next: list[int] = []  # statuses to answer the next requests with
+        self.stuck_paging = False  # a broken search that hands out the same page token again
         self._ids = itertools.count(501)
         self._schemas = EndpointSchemas(SCHEMAS)
 
@@ -150,6 +151,8 @@ class HubSpotCrm:
         }
         if start + limit < len(rows):
             answer["paging"] = {"next": {"after": str(start + limit)}}
+        if self.stuck_paging:
+            answer["paging"] = {"next": {"after": "100"}}
         return self._answer(answer)
 
     async def _read(self, request: web.Request) -> web.Response:

@@ -24,8 +24,8 @@ provider retry, and the retry finds the work done.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -71,6 +71,10 @@ class WebhookOutcome:
     deliveries: int  # delivery rows it advanced
 
 
+RecordAddresses = Callable[[str, str, list[str]], Awaitable[dict[str, str]]]
+"""(workspace, connection id, CRM record ids) → the address of each record's linked contact."""
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookService:
     connections: ConnectionStore
@@ -79,6 +83,7 @@ class WebhookService:
     deliveries: DeliveryStore
     ingest: IngestService
     clock: Clock
+    record_addresses: RecordAddresses | None = None
 
     @staticmethod
     def scheme(provider: str) -> WebhookScheme:
@@ -108,8 +113,10 @@ class WebhookService:
         if rejected and not parsed.events:
             raise InvalidWebhookEvents(parsed.problems)
         workspace = connection.workspace_id
-        suppressed = await self._suppress(connection, parsed.events)
-        updates = _delivery_updates(workspace, parsed.events)
+        events = await self._of_linked_records(connection, parsed.events)
+        ignored = parsed.ignored + len(parsed.events) - len(events)
+        suppressed = await self._suppress(connection, events)
+        updates = _delivery_updates(workspace, events)
         advanced = await self.deliveries.apply(workspace, updates)
         now = self.clock.now()
         await self.ingest.accept(
@@ -117,10 +124,29 @@ class WebhookService:
                 bus_event(
                     event, workspace_id=workspace, connection_id=connection.id, received_at=now
                 )
-                for event in parsed.events
+                for event in events
             ]
         )
-        return WebhookOutcome(len(parsed.events), parsed.ignored, rejected, suppressed, advanced)
+        return WebhookOutcome(len(events), ignored, rejected, suppressed, advanced)
+
+    async def _of_linked_records(
+        self, connection: ConnectionRecord, events: list[WebhookEvent]
+    ) -> list[WebhookEvent]:
+        """Events about a CRM record (``crm_record``) addressed to the contact the sync linked
+        to it; those of a record linked to none are dropped (they concern nobody we know)."""
+        records = sorted({e.crm_record for e in events if e.crm_record is not None})
+        if not records:
+            return events
+        addresses: dict[str, str] = {}
+        if self.record_addresses is not None:
+            addresses = await self.record_addresses(connection.workspace_id, connection.id, records)
+        kept: list[WebhookEvent] = []
+        for event in events:
+            if event.crm_record is None:
+                kept.append(event)
+            elif event.crm_record in addresses:
+                kept.append(replace(event, email=addresses[event.crm_record]))
+        return kept
 
     async def _authenticate(
         self, scheme: WebhookScheme, connection_id: str, request: SignedRequest

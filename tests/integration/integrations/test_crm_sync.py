@@ -483,3 +483,22 @@ async def test_events_named_in_activity_types_are_logged_once_on_the_crm_record(
     await platform.ok("POST", f"/api/v1/connections/{platform.connection_id}/sync")
     assert await platform.sync_worker().run_once()
     assert len(platform.crm.notes) == 2
+
+
+async def test_a_crm_repeating_a_page_token_fails_the_run_instead_of_looping(
+    platform: Platform,
+) -> None:
+    for n in range(3):
+        platform.crm.add(f"q{n}@example.com")
+    platform.crm.stuck_paging = True
+    await platform.connect({"syncStrategy": "on-demand", "dataMapping": MAPPING})
+    run = await platform.ok("POST", f"/api/v1/connections/{platform.connection_id}/sync")
+    assert await platform.sync_worker().run_once()
+    failed = await platform.run(run["id"])
+    assert failed["status"] == "failed"
+    assert "repeated a page token" in failed["error"]
+    assert failed["counts"]["pages"] == 2  # not ten thousand
+    # what it read before stopping is kept, and the next run may start again
+    assert failed["counts"]["created"] == 3
+    again = await platform.http.post(f"/api/v1/connections/{platform.connection_id}/sync")
+    assert again.status_code == 202

@@ -11,9 +11,11 @@ guards, the worker, the in-process bus and router, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from campaignflow.engine.clock import SystemClock
 from campaignflow.engine.runtime import Engine
 from campaignflow.engine.worker import Worker
 from campaignflow.integrations.runtime import open_integrations
+from campaignflow.store.crm_sync import Progress, SyncLink, SyncStore
 from campaignflow.store.database import Database
 from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import contact_cipher
@@ -180,3 +183,98 @@ async def test_a_path_pipedrive_does_not_serve_fails_the_step_without_retry(
     find = next(step for step in execution["steps"] if step["nodeId"] == "find")
     assert find["attempt"] == 1
     assert "HTTP 404" in find["error"]["message"]
+
+
+# ------------------------------------------------------------------------------- webhooks
+
+STAGE_WORKFLOW = {
+    "workflowId": "deal-won-stage",
+    "name": "Deal reached negotiation",
+    "triggers": [
+        {
+            "type": "behavior",
+            "event": "crm.deal.stage_changed",
+            "condition": "event.properties.stageId == '3'",
+        }
+    ],
+    "errorHandling": {"retryPolicy": "exponential", "maxRetries": 1},
+    "nodes": [{"id": "done", "type": "end"}],
+}
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def stage_change(person_id: int, event_id: str) -> bytes:
+    return json.dumps(
+        {
+            "meta": {
+                "action": "change",
+                "entity": "deal",
+                "entity_id": "42",
+                "id": event_id,
+                "timestamp": "2026-11-29T10:00:00.000Z",
+                "version": "2.0",
+            },
+            "data": {"id": 42, "stage_id": 3, "pipeline_id": 1, "person_id": person_id},
+            "previous": {"stage_id": 2},
+        }
+    ).encode()
+
+
+async def test_a_deal_stage_change_webhook_starts_the_workflow_of_the_linked_contact(
+    platform: Platform, database: Database
+) -> None:
+    connection = await platform.ok(
+        "POST",
+        "/api/v1/connections",
+        json={
+            "name": "pipedrive",
+            "provider": "pipedrive",
+            "credentials": {
+                "api_key": "pd-token",
+                "webhook_user": "campaignflow",
+                "webhook_password": "hook-secret-1",
+            },
+        },
+    )
+    ann = await platform.ok(
+        "POST", "/api/v1/contacts", json={"userId": "ann", "email": "ann@example.com"}
+    )
+    # What a sync run leaves when it links Ann to Pipedrive person 7 (its own tests cover
+    # how the link is made; here it is set up directly).
+    store = SyncStore(database)
+    run = await store.queue(
+        "default", connection["id"], trigger="on-demand", requested_by=None, cursor={},
+        now=datetime.now(UTC),
+    )  # fmt: skip
+    claimed = await store.claim("test", datetime.now(UTC), timedelta(seconds=60))
+    assert claimed is not None
+    assert claimed.id == run.id
+    progress = Progress({}, {}, links=[SyncLink(ann["id"], "7", {})])
+    await store.save_progress(claimed, "test", progress, datetime.now(UTC))
+    await platform.ok("POST", "/api/v1/workflows", json=STAGE_WORKFLOW)
+    await platform.ok("POST", "/api/v1/workflows/deal-won-stage/activate")
+    url = f"/api/v1/webhooks/pipedrive/{connection['id']}"
+    auth = {"Authorization": basic("campaignflow", "hook-secret-1")}
+    headers = {**auth, "Content-Type": "application/json"}
+
+    refused = await platform.http.post(
+        url,
+        content=stage_change(7, "e-0"),
+        headers={**headers, "Authorization": basic("campaignflow", "guess")},
+    )
+    assert refused.status_code == 401
+    unknown = await platform.http.post(url, content=stage_change(99, "e-1"), headers=headers)
+    assert unknown.status_code == 200, unknown.text
+    assert (unknown.json()["accepted"], unknown.json()["ignored"]) == (0, 1)
+    accepted = await platform.http.post(url, content=stage_change(7, "e-2"), headers=headers)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["accepted"] == 1
+    again = await platform.http.post(url, content=stage_change(7, "e-2"), headers=headers)
+    assert again.status_code == 200  # Pipedrive retries: the same event id is one event
+    await platform.drain()
+
+    page = await platform.ok("GET", "/api/v1/executions", params={"workflow": "deal-won-stage"})
+    assert [item["subject"] for item in page["items"]] == [ann["id"]]

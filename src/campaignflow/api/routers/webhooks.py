@@ -29,6 +29,7 @@ from campaignflow.security.network import parse_address
 from campaignflow.security.secret_store import SecretStore
 from campaignflow.services.webhooks import InvalidWebhookEvents, WebhookRefused, WebhookService
 from campaignflow.store.connections import ConnectionStore
+from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.deliveries import DeliveryStore
 from campaignflow.store.suppressions import SuppressionStore
 
@@ -40,6 +41,7 @@ class WebhookProvider(StrEnum):
     MAILCHIMP_TRANSACTIONAL = "mailchimp_transactional"
     MAILCHIMP_MARKETING = "mailchimp_marketing"
     HUBSPOT = "hubspot"
+    PIPEDRIVE = "pipedrive"
 
 
 router = APIRouter(
@@ -83,6 +85,22 @@ def start_webhooks(app: FastAPI, parts: Engine, secrets: SecretStore) -> None:
     integration layer's credential store."""
     suppressions = SuppressionStore(parts.database, parts.contacts.cipher)
     app.state.suppressions = suppressions
+    links = SyncStore(parts.database)
+
+    async def record_addresses(
+        workspace_id: str, connection_id: str, records: list[str]
+    ) -> dict[str, str]:
+        linked = await links.links_by_remote(workspace_id, connection_id, records)
+        contacts = await parts.contacts.get_many(
+            workspace_id, [link.contact_id for link in linked.values()]
+        )
+        addresses: dict[str, str] = {}
+        for remote_id, link in linked.items():
+            contact = contacts.get(link.contact_id)
+            if contact is not None and contact.email is not None:
+                addresses[remote_id] = contact.email
+        return addresses
+
     app.state.webhooks = WebhookService(
         connections=ConnectionStore(parts.database),
         secrets=secrets,
@@ -90,6 +108,7 @@ def start_webhooks(app: FastAPI, parts: Engine, secrets: SecretStore) -> None:
         deliveries=DeliveryStore(parts.database),
         ingest=parts.ingest(),
         clock=parts.clock,
+        record_addresses=record_addresses,
     )
 
 
@@ -105,11 +124,14 @@ async def receive_webhook(
 ) -> WebhookReceipt:
     """Take a provider's webhook: SendGrid's signed Event Webhook, Mailchimp Transactional's
     (`X-Mandrill-Signature`), Mailchimp Marketing's (the `secret` in the URL) or HubSpot's (v3
-    signature, at most five minutes old). Its events become `email.delivered`,
+    signature, at most five minutes old) or Pipedrive's (the HTTP Basic credentials set on the
+    webhook). Its events become `email.delivered`,
     `email.opened`, `email.clicked`, `email.bounced`, `email.dropped`, `email.deferred`,
     `email.unsubscribed`, `email.spam_reported`, `email.subscribed` (and HubSpot's
-    `hubspot.<subscriptionType>`) for triggers, waits and exit criteria; bounces, unsubscribes
-    and spam reports feed the suppression list; the sending step's delivery status advances.
+    `hubspot.<subscriptionType>`, and Pipedrive's `crm.deal.stage_changed`, for the contact the
+    CRM sync linked to the deal's person) for triggers, waits and exit criteria; bounces,
+    unsubscribes and spam reports feed the suppression list; the sending step's delivery status
+    advances.
     A redelivered event has no second effect. Events that are not valid are listed under
     `rejected` (422 only when none is valid)."""
     scheme = service.scheme(provider.value)

@@ -98,6 +98,18 @@ class PipedriveCredentials(ConnectorModel):
         description="A Pipedrive API token (Personal preferences > API). Sent in the "
         "x-api-token header; each user has one token per company."
     )
+    webhook_user: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="The HTTP Basic user name set on the Pipedrive webhook (its http_auth_user), "
+        "checked on every webhook received.",
+    )
+    webhook_password: Secret | None = Field(
+        None,
+        description="The HTTP Basic password set on the Pipedrive webhook (its "
+        "http_auth_password).",
+    )
 
 
 def _custom_fields(value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:

@@ -296,6 +296,7 @@ class SyncRunner:
     async def _pull(self, ctx: _Context) -> None:
         since = ctx.cursor.pull_from()
         page: str | None = None
+        seen: set[str] = set()
         fields = ctx.remote_fields()
         for _ in range(self._options.max_pages):
             request = ctx.adapter.pull_request(since, page, fields, self._request_context(ctx))
@@ -311,6 +312,9 @@ class SyncRunner:
             page = pulled.next_page
             if page is None:
                 break
+            if page in seen:  # the CRM would serve the same pages again, for ever
+                raise SyncFailed(f"{ctx.provider} repeated a page token; the pull stopped there")
+            seen.add(page)
         ctx.cursor = replace(
             ctx.cursor, phase="push", local_until=self._local_until(), last_pull_at=self._now()
         )

@@ -103,6 +103,9 @@ class WebhookEvent:
     raw_type: str
     email: str | None = None  # normalised (stripped, lower-cased)
     record_id: str | None = None  # a CRM record, as an anonymousId (``hubspot:<portal>:<id>``)
+    # A CRM person the sync linked to a contact (Pipedrive's person id): the intake service
+    # resolves it to that contact's address; an event of an unlinked person is ignored.
+    crm_record: str | None = None
     message_id: str | None = None  # the provider's id of the message
     tracking: Tracking | None = None
     url: str | None = None

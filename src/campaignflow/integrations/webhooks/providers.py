@@ -16,10 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from campaignflow.integrations.webhooks import hubspot, mailchimp, mandrill, sendgrid
+from campaignflow.integrations.webhooks import hubspot, mailchimp, mandrill, pipedrive, sendgrid
 from campaignflow.integrations.webhooks.payloads import MalformedWebhook, ParsedWebhook, decode_form
 from campaignflow.integrations.webhooks.signatures import (
     WebhookRejected,
+    verify_basic_auth,
     verify_hubspot_v3,
     verify_mandrill,
     verify_sendgrid,
@@ -120,6 +121,16 @@ def _verify_hubspot(
     )
 
 
+def _verify_pipedrive(
+    request: SignedRequest, _: Mapping[str, Any], credentials: Mapping[str, str], __: float
+) -> None:
+    verify_basic_auth(
+        _required(credentials, "webhook_user"),
+        _required(credentials, "webhook_password"),
+        request.headers.get("authorization"),
+    )
+
+
 SCHEMES: Mapping[str, WebhookScheme] = {
     scheme.provider: scheme
     for scheme in (
@@ -131,6 +142,7 @@ SCHEMES: Mapping[str, WebhookScheme] = {
             mailchimp.PROVIDER, FORM, _verify_mailchimp, mailchimp.parse, url_check="verified"
         ),
         WebhookScheme(hubspot.PROVIDER, JSON, _verify_hubspot, hubspot.parse),
+        WebhookScheme(pipedrive.PROVIDER, JSON, _verify_pipedrive, pipedrive.parse),
     )
 }
 PROVIDERS = tuple(SCHEMES)

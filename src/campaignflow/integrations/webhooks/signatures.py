@@ -129,6 +129,15 @@ def verify_mandrill(auth_key: str, url: str, params: Mapping[str, str], signatur
         raise WebhookRejected("The Mandrill signature does not match the request.")
 
 
+def verify_basic_auth(user: str, password: str, authorization: str | None) -> None:
+    """Pipedrive signs nothing: its webhooks carry HTTP Basic credentials set when the webhook
+    was created. Compared in constant time, user and password together."""
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    presented = (authorization or "").strip()
+    if not hmac.compare_digest(expected.encode(), presented.encode()):
+        raise WebhookRejected("The webhook's Basic credentials are missing or wrong.")
+
+
 def verify_shared_secret(expected: str, presented: str | None) -> None:
     """Mailchimp Marketing signs nothing: the webhook URL carries a secret of ours."""
     if presented is None or not hmac.compare_digest(expected.encode(), presented.encode()):
