@@ -279,6 +279,9 @@ class Connector:
     # the scheme to apply, from the connection's credentials. ``auth`` is then the default.
     auth_for: Callable[[Mapping[str, str]], AuthScheme] | None = None
     docs_url: str | None = None
+    # For a provider that reports some failures under a status that misleads (Meta answers its
+    # rate limiting with HTTP 400): its verdict on an answer, or None for the default one.
+    classify: Callable[[int, Any], Verdict | None] | None = None
     # For an OAuth connector whose token endpoint depends on the connection (Salesforce's
     # sandbox login host): the token URL from its settings. ``auth.token_url`` otherwise.
     token_url_for: Callable[[ConnectionSettings], str] | None = None
@@ -338,6 +341,15 @@ class Verdict:
     ok: bool
     retryable: bool = False
     breaker_failure: bool = False
+
+
+def classify_answer(connector: Connector, status: int, body: Any) -> Verdict:
+    """The connector's own verdict where it has one, else :func:`classify_status`'s."""
+    if connector.classify is not None:
+        verdict = connector.classify(status, body)
+        if verdict is not None:
+            return verdict
+    return classify_status(status)
 
 
 def classify_status(status: int) -> Verdict:

@@ -35,7 +35,7 @@ from campaignflow.integrations.connector import (
     OutboundRequest,
     ProviderResponse,
     RequestContext,
-    classify_status,
+    classify_answer,
 )
 from campaignflow.integrations.guards import OutboundGuards
 from campaignflow.integrations.oauth_tokens import AccessTokens
@@ -222,7 +222,7 @@ class ConnectorExecutor:
             if admission.state.mode == "half_open":
                 await self._guards.record(key, connector.breaker, success=False)
             raise
-        verdict = classify_status(answer.status)
+        verdict = classify_answer(connector, answer.status, answer.body)
         await self._guards.record(key, connector.breaker, success=not verdict.breaker_failure)
         if verdict.ok:
             return answer

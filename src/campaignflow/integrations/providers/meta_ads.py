@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Self
 
 import orjson
@@ -54,6 +54,7 @@ from campaignflow.integrations.connector import (
     ProviderResponse,
     RateLimits,
     RequestContext,
+    Verdict,
     operations,
 )
 from campaignflow.integrations.providers._common import (
@@ -485,8 +486,31 @@ def ping_request(ctx: RequestContext) -> OutboundRequest:
     return OutboundRequest("GET", f"/{_version(ctx)}/me", query={"fields": "id", **_proof(ctx)})
 
 
+# Meta answers its throttling with HTTP 400 (or 403) and a code in the body
+# (developers.facebook.com/docs/graph-api/overview/rate-limiting): 4 (application), 17 (user),
+# 32 (page), 613 (a call's own limit), 80000-80014 (business use cases, e.g. 80003 custom
+# audiences), subcode 2446079 (ad account). Retried like a 429: Meta is pacing us.
+_THROTTLED = frozenset({4, 17, 32, 613, *range(80000, 80015)})
+_THROTTLED_SUBCODES = frozenset({2446079})
+_TRANSIENT = frozenset({1, 2})  # "unknown error", "service temporarily unavailable"
+
+
+def classify(status: int, body: Any) -> Verdict | None:
+    """Meta's own verdict on an error answer; None leaves it to the status."""
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if status < 400 or not isinstance(error, Mapping):
+        return None
+    code, subcode = error.get("code"), error.get("error_subcode")
+    if code in _THROTTLED or subcode in _THROTTLED_SUBCODES:
+        return Verdict(ok=False, retryable=True, breaker_failure=False)
+    if code in _TRANSIENT or error.get("is_transient") is True:
+        return Verdict(ok=False, retryable=True, breaker_failure=True)
+    return None
+
+
 META_ADS = Connector(
     provider="meta_ads",
+    classify=classify,
     title="Meta Ads",
     category="ads",
     description="Meta (Facebook, Instagram) ads: add people to or remove them from customer-"
