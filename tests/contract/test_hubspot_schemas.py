@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from campaignflow.integrations.connector import CannotBuildRequest, ProviderResponse
 from campaignflow.integrations.crm import Activity, PullPage, PushRecord, RemoteRecord
 from campaignflow.integrations.prepare import PreparedRequest
-from campaignflow.integrations.providers.hubspot import (
-    HUBSPOT,
+from campaignflow.integrations.providers.hubspot import HUBSPOT
+from campaignflow.integrations.providers.hubspot_sync import (
     SYNC,
     history_request,
     push_group,

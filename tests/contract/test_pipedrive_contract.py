@@ -35,9 +35,9 @@ from campaignflow.integrations.connector import (
 )
 from campaignflow.integrations.crm import Activity, JsonScalar, PushRecord, PushResult
 from campaignflow.integrations.prepare import PreparedRequest
-from campaignflow.integrations.providers.pipedrive import (
+from campaignflow.integrations.providers.pipedrive import PIPEDRIVE
+from campaignflow.integrations.providers.pipedrive_sync import (
     PERSONS_SYNC,
-    PIPEDRIVE,
     person_body,
     person_record,
 )

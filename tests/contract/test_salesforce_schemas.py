@@ -33,16 +33,18 @@ from campaignflow.integrations.connector import (
 from campaignflow.integrations.crm import Activity, PushRecord
 from campaignflow.integrations.prepare import PreparedRequest, prepare
 from campaignflow.integrations.providers.salesforce import (
-    API_NAME_PATTERN,
     LOGIN_TOKEN_URL,
-    PULL_PAGE,
     SALESFORCE,
     SANDBOX_TOKEN_URL,
+    token_url_for,
+)
+from campaignflow.integrations.providers.salesforce_sync import (
+    API_NAME_PATTERN,
+    PULL_PAGE,
     SOQL_KEYWORDS,
     SYNC,
     soql_datetime,
     soql_string,
-    token_url_for,
 )
 from tests.contract.conftest import context
 from tests.contract.endpoint_schemas import EndpointSchemas, document
