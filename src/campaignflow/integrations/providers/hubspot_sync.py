@@ -245,7 +245,7 @@ def push_request(records: Sequence[PushRecord], _ctx: RequestContext) -> Outboun
     if len({push_group(record) for record in records}) > 1:
         raise CannotBuildRequest(
             "hubspot: a push batch mixes linked and unlinked records; group them by "
-            "hubspot.push_group (an upsert cannot key by record id)"
+            "push_group (an upsert cannot key by record id)"
         )
     endpoint, sent, _ = _batch(records)
     if not sent:
