@@ -502,3 +502,19 @@ async def test_a_crm_repeating_a_page_token_fails_the_run_instead_of_looping(
     assert failed["counts"]["created"] == 3
     again = await platform.http.post(f"/api/v1/connections/{platform.connection_id}/sync")
     assert again.status_code == 202
+
+
+async def test_the_processs_own_sync_worker_carries_a_run(platform: Platform) -> None:
+    """The worker ``campaignflow worker`` and ``up`` run (``Integrations.sync_worker``), wired
+    to the connection store, the secret store and the connector executor."""
+    platform.crm.add("ivy@example.com", firstname="Ivy")
+    await platform.connect({"syncStrategy": "on-demand", "dataMapping": MAPPING})
+    run = await platform.ok("POST", f"/api/v1/connections/{platform.connection_id}/sync")
+    engine = platform.engine
+    worker = platform.integrations.sync_worker(
+        engine.contacts, engine.ingest().accept, owner="process"
+    )
+    assert await worker.run_once()
+    done = await platform.run(run["id"])
+    assert (done["status"], done["counts"]["created"]) == ("succeeded", 1)
+    assert (await platform.contact("ivy@example.com"))["traits"]["firstName"] == "Ivy"

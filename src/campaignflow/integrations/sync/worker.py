@@ -165,8 +165,8 @@ class SyncWorker:
         while True:
             try:
                 busy = await self.run_once()
-            except CampaignflowError:
-                logger.warning("sync worker: a round failed; trying again", exc_info=True)
+            except Exception:  # a bug in one round must not end syncing for the process
+                logger.exception("sync worker: a round failed; trying again")
                 busy = False
             if not busy:
                 await asyncio.sleep(self._options.idle_seconds)
