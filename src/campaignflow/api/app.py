@@ -19,6 +19,7 @@ from campaignflow.api.problems import install_problem_handlers
 from campaignflow.api.routers import (
     access,
     audit,
+    connection_authorization,
     connections,
     contacts,
     dead_letters,
@@ -49,6 +50,7 @@ from campaignflow.security.network import parse_cidrs
 from campaignflow.security.sealing import Sealer
 from campaignflow.services.access import AccessService
 from campaignflow.services.authentication import Authenticator
+from campaignflow.services.connection_authorization import ConnectionAuthorization
 from campaignflow.services.connections import ConnectionService
 from campaignflow.services.ingest import IngestLimits
 from campaignflow.services.oauth import OAuthService
@@ -130,6 +132,15 @@ def _install_integrations(app: FastAPI, integrations: Integrations) -> None:
         integrations.executor,
     )
     app.state.integration_catalog = describe_connectors(integrations.connectors)
+    app.state.connection_authorization = ConnectionAuthorization(
+        connections=integrations.connections,
+        secrets=integrations.secrets,
+        connectors=integrations.connectors,
+        resolver=integrations.resolver,
+        tokens=integrations.tokens,
+        http=integrations.http,
+        now=utc_now,
+    )
     app.state.sync = SyncService(
         integrations.connections,
         SyncStore(integrations.connections.database),
@@ -232,6 +243,7 @@ def create_app(
     api.include_router(access.router)
     api.include_router(audit.router)
     api.include_router(oauth_clients.router)
+    api.include_router(connection_authorization.router)
     api.include_router(connections.router)
     api.include_router(sync_router.router)
     api.include_router(integrations_router.router)

@@ -144,7 +144,8 @@ class ProviderSignature:
     """The dependency of a route that a provider calls: it carries no credential of ours, but
     the provider's signature over the request (or a secret in its URL), which the route's
     service checks against the connection in the path. The route-table test admits such a
-    route without a permission, under ``/api/v1/webhooks/`` only."""
+    route without a permission, under ``/api/v1/webhooks/`` only, and the OAuth consent page's
+    callback (authenticated by its one-time state, which the provider's redirect carries)."""
 
     async def __call__(self, request: Request) -> None:
         request.state.signature_authenticated = True

@@ -109,6 +109,21 @@ class AwsSigV4Auth:
     kind: Literal["aws_sigv4"] = "aws_sigv4"
 
 
+@dataclass(frozen=True, slots=True)
+class OAuthAuthorization:
+    """How a person grants a connection access on the provider's own consent page (OAuth 2.0
+    authorization code with PKCE, RFC 6749 §4.1 and RFC 7636), which yields the refresh token
+    an :class:`OAuth2RefreshToken` connection needs. ``authorize_url_for`` picks the page from
+    the connection's settings where it differs (Salesforce's sandbox login host);
+    ``extra_params`` are what the provider needs to issue a refresh token at all (Google's
+    ``access_type=offline``)."""
+
+    authorize_url: str
+    scopes: tuple[str, ...] = ()
+    extra_params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    authorize_url_for: Callable[[ConnectionSettings], str] | None = None
+
+
 AuthScheme = (
     NoAuth
     | ApiKeyAuth
@@ -285,6 +300,8 @@ class Connector:
     # For an OAuth connector whose token endpoint depends on the connection (Salesforce's
     # sandbox login host): the token URL from its settings. ``auth.token_url`` otherwise.
     token_url_for: Callable[[ConnectionSettings], str] | None = None
+    # A connector whose refresh token a person grants on the provider's consent page.
+    authorization: OAuthAuthorization | None = None
     # A CRM connector's sync declaration (``integrations/crm.py``); None for the others.
     sync: CrmSync | None = None
 

@@ -21,6 +21,8 @@ from campaignflow.engine.actions import ActionFailed
 from campaignflow.engine.http_action import USER_AGENT, HttpExecutor
 from campaignflow.integrations.connections import ResolvedConnection
 from campaignflow.integrations.connector import (
+    ConnectionSettings,
+    Connector,
     OAuth2ClientCredentials,
     OAuth2RefreshToken,
     classify_status,
@@ -36,6 +38,16 @@ DEFAULT_LIFETIME_S = 3600.0
 class _Token:
     value: str
     expires_at: float
+
+
+def token_url(connector: Connector, settings: ConnectionSettings) -> str:
+    """The connector's token endpoint for this connection (Salesforce's sandbox has its own)."""
+    if connector.token_url_for is not None:
+        return connector.token_url_for(settings)
+    auth = connector.auth
+    if isinstance(auth, OAuth2ClientCredentials | OAuth2RefreshToken):
+        return auth.token_url
+    raise ValueError(f"{connector.provider} has no OAuth 2.0 token endpoint")
 
 
 class AccessTokens:
@@ -92,18 +104,17 @@ class AccessTokens:
         missing = sorted(name for name, value in form.items() if not value)
         if missing:
             raise ActionFailed(
-                f"{provider}: the connection lacks {', '.join(missing)} for OAuth 2.0",
+                f"{provider}: the connection lacks {', '.join(missing)} for OAuth 2.0"
+                + (
+                    "; authorize it with POST /api/v1/connections/{id}/authorize"
+                    if connection.connector.authorization is not None
+                    else ""
+                ),
                 retryable=False,
             )
-        connector = connection.connector
-        token_url = (
-            connector.token_url_for(connection.settings)
-            if connector.token_url_for is not None
-            else auth.token_url
-        )
         answer = await self._http.send(
             "POST",
-            token_url,
+            token_url(connection.connector, connection.settings),
             headers={
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Accept": "application/json",

@@ -41,6 +41,7 @@ class Integrations:
     guards: OutboundGuards
     http: HttpExecutor
     executor: ConnectorExecutor
+    tokens: AccessTokens
 
     def executors(self, registry: ExecutorRegistry | None = None) -> ExecutorRegistry:
         """``registry`` (default: empty) with ``http`` and every connector operation added."""
@@ -95,18 +96,19 @@ def open_integrations(
     )
     http = HttpExecutor(default_timeout_s=options.timeout_seconds)
     guards = guards or open_guards(settings)
+    tokens = AccessTokens(http, secrets)
     executor = ConnectorExecutor(
         connectors,
         resolver,
         guards,
         http,
-        AccessTokens(http, secrets),
+        tokens,
         suppressions=SuppressionStore(database, cipher),
         deliveries=DeliveryStore(database),
         options=ExecutorOptions(options.max_rate_wait_seconds, options.timeout_seconds),
         now=utc_now,
     )
-    return Integrations(connectors, secrets, store, resolver, guards, http, executor)
+    return Integrations(connectors, secrets, store, resolver, guards, http, executor, tokens)
 
 
 def open_guards(settings: Settings) -> OutboundGuards:

@@ -52,6 +52,8 @@ PERSONAL_DATA_READS = frozenset(
         "check_suppression",
         # A run's errors name contacts, and a CRM's reason may quote a record's values.
         "get_sync_run",
+        # Not a read: a provider's redirect that stores a connection's refresh token.
+        "complete_authorization",
     }
 )
 # GET routes that do not: definitions, triggers, versions, API key and grant metadata, the

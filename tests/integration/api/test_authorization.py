@@ -28,7 +28,8 @@ PUBLIC = re.compile(
 )
 GUARDED = re.compile(r"^(/api/v1/|/v1/)")
 # Routes a provider's signature authenticates (api/auth.py's provider_signature): webhooks only.
-SIGNED = re.compile(r"^/api/v1/webhooks/")
+# The consent page's callback is authenticated the same way, by its one-time state.
+SIGNED = re.compile(r"^/api/v1/(webhooks/|connections/authorize/callback$)")
 
 
 def _permissions(dependant: Dependant) -> Iterator[Permission]:

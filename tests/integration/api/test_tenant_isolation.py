@@ -26,6 +26,9 @@ BODIES: dict[str, Any] = {
     "put_grant": {"role": "viewer"},
     "execute_workflow": {"subject": "u1", "input": {}},
     "simulate_workflow": {"start": "2026-05-01T10:00:00Z", "input": {}},
+    "start_authorization": {
+        "redirectUri": "https://cf.example.com/api/v1/connections/authorize/callback"
+    },
     "configure_sync": {
         "syncStrategy": "on-demand",
         "dataMapping": {"contactFields": {"email": "email"}},

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, Field, model_validator
@@ -48,6 +49,7 @@ from campaignflow.integrations.connector import (
     Connector,
     ConnectorModel,
     OAuth2RefreshToken,
+    OAuthAuthorization,
     Operation,
     OutboundRequest,
     ProviderResponse,
@@ -102,9 +104,11 @@ class GoogleAdsCredentials(ConnectorModel):
         min_length=1, max_length=500, description="The OAuth 2.0 client's id (Google Cloud)."
     )
     client_secret: Secret = Field(description="The OAuth 2.0 client's secret.")
-    refresh_token: Secret = Field(
+    refresh_token: Secret | None = Field(
+        None,
         description="A refresh token for the https://www.googleapis.com/auth/adwords scope, of "
-        "a user with access to the accounts."
+        "a user with access to the accounts. Leave it out and authorize the connection on "
+        "Google's consent page instead (POST /api/v1/connections/{id}/authorize).",
     )
     developer_token: Secret = Field(
         description="The Google Ads API developer token (sent as the developer-token header)."
@@ -493,6 +497,12 @@ GOOGLE_ADS = Connector(
     "Google's rules before it leaves.",
     base_url="https://googleads.googleapis.com",
     auth=OAuth2RefreshToken(token_url=TOKEN_URL),
+    # Offline access with a fresh consent: Google issues a refresh token only then.
+    authorization=OAuthAuthorization(
+        authorize_url="https://accounts.google.com/o/oauth2/v2/auth",
+        scopes=("https://www.googleapis.com/auth/adwords",),
+        extra_params=MappingProxyType({"access_type": "offline", "prompt": "consent"}),
+    ),
     credentials=GoogleAdsCredentials,
     settings=GoogleAdsSettings,
     operations=operations(

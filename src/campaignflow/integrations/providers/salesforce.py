@@ -35,6 +35,7 @@ from campaignflow.integrations.connector import (
     Connector,
     ConnectorModel,
     OAuth2RefreshToken,
+    OAuthAuthorization,
     Operation,
     OutboundRequest,
     ProviderResponse,
@@ -58,6 +59,8 @@ from campaignflow.integrations.providers.salesforce_sync import (
 
 LOGIN_TOKEN_URL = "https://login.salesforce.com/services/oauth2/token"  # noqa: S105 (a URL)
 SANDBOX_TOKEN_URL = "https://test.salesforce.com/services/oauth2/token"  # noqa: S105 (a URL)
+LOGIN_AUTHORIZE_URL = "https://login.salesforce.com/services/oauth2/authorize"
+SANDBOX_AUTHORIZE_URL = "https://test.salesforce.com/services/oauth2/authorize"
 
 SalesforceId = Annotated[str, Field(pattern=ID_PATTERN, examples=["0035e00000AbCdEAAZ"])]
 FieldValue = (
@@ -75,15 +78,22 @@ class SalesforceCredentials(ConnectorModel):
         min_length=1, max_length=4096, description="The connected app's consumer key."
     )
     client_secret: Secret = Field(description="The connected app's consumer secret.")
-    refresh_token: Secret = Field(
+    refresh_token: Secret | None = Field(
+        None,
         description="A refresh token from the connected app's OAuth 2.0 web-server flow, with "
-        "the 'api' and 'refresh_token' scopes."
+        "the 'api' and 'refresh_token' scopes. Leave it out and authorize the connection on "
+        "Salesforce's consent page instead (POST /api/v1/connections/{id}/authorize).",
     )
 
 
 def base_url_for(settings: ConnectionSettings, _credentials: Mapping[str, str]) -> str:
     """Every request goes to the org's instance."""
     return settings_of(settings).instance_url
+
+
+def authorize_url_for(settings: ConnectionSettings) -> str:
+    """Where a person grants access: production or sandbox login."""
+    return SANDBOX_AUTHORIZE_URL if settings_of(settings).sandbox else LOGIN_AUTHORIZE_URL
 
 
 def token_url_for(settings: ConnectionSettings) -> str:
@@ -333,5 +343,11 @@ SALESFORCE = Connector(
     test=ping_request,
     docs_url="https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/",
     token_url_for=token_url_for,
+    # The web-server flow with PKCE; "refresh_token" is the scope that yields one.
+    authorization=OAuthAuthorization(
+        authorize_url=LOGIN_AUTHORIZE_URL,
+        scopes=("api", "refresh_token"),
+        authorize_url_for=authorize_url_for,
+    ),
     sync=SYNC,
 )
