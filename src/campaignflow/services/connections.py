@@ -23,6 +23,7 @@ from campaignflow.integrations.connections import ConnectionResolver
 from campaignflow.integrations.connector import Connector, RequestContext
 from campaignflow.integrations.executor import ConnectorExecutor
 from campaignflow.security.secret_store import SecretStore
+from campaignflow.services.connection_authorization import pending_id
 from campaignflow.store.connections import (
     ConnectionRecord,
     ConnectionStore,
@@ -110,6 +111,8 @@ class ConnectionService:
         self._resolver.forget(workspace_id, record.name)
         with contextlib.suppress(NotFound):  # already gone: the credentials are gone either way
             await self._secrets.delete(workspace_id, credential_id(connection_id))
+        with contextlib.suppress(NotFound):  # a consent-page grant in progress, if any
+            await self._secrets.delete(workspace_id, pending_id(connection_id))
 
     async def test(self, workspace_id: str, connection_id: str) -> TestOutcome:
         """One cheap authenticated call (the connector's ``test``), past the account's breaker;

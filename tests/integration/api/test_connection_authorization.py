@@ -22,6 +22,7 @@ from aiohttp import web
 
 from campaignflow.api.app import create_app
 from campaignflow.engine.runtime import Engine
+from campaignflow.errors import NotFound
 from campaignflow.integrations.connector import OAuthAuthorization
 from campaignflow.integrations.oauth_authorize import CALLBACK_PATH
 from campaignflow.integrations.providers import builtin_connectors
@@ -219,3 +220,16 @@ async def test_what_cannot_be_authorized_is_refused_precisely(setup: Setup) -> N
     )
     assert wrong.status_code == 422
     assert [e["pointer"] for e in wrong.json()["errors"]] == ["/redirectUri"]
+
+
+async def test_deleting_the_connection_removes_a_grant_in_progress(setup: Setup) -> None:
+    connection = await setup.connection()
+    query = await setup.start(connection["id"])
+    deleted = await setup.http.delete(f"/api/v1/connections/{connection['id']}")
+    assert deleted.status_code == 204
+    late = await setup.http.get(CALLBACK_PATH, params={"state": query["state"], "code": "c"})
+    assert late.status_code == 400
+    with pytest.raises(NotFound):
+        await setup.integrations.secrets.get(
+            "default", f"{credential_id(connection['id'])}:authorize"
+        )
