@@ -64,7 +64,7 @@ class SyncService:
         return await self._connections.get(workspace_id, connection_id)
 
     async def switch_off(self, workspace_id: str, connection_id: str) -> None:
-        """No more runs; a run in progress finishes (its next round finds the sync off)."""
+        """No new runs (none is scheduled, and ``start`` refuses); one in progress finishes."""
         await self._connections.get(workspace_id, connection_id)
         await self._store.configure(workspace_id, connection_id, None, None)
 
