@@ -218,10 +218,6 @@ class SyncStore:
                 raise
         return run
 
-    async def active_run(self, workspace_id: str, connection_id: str) -> SyncRun | None:
-        async with self.database.read() as connection:
-            return await self._active(connection, workspace_id, connection_id)
-
     async def last_finished(self, workspace_id: str, connection_id: str) -> SyncRun | None:
         """The connection's latest run that ended, failed ones included: its cursor is where
         the next one starts (a failed run's cursor only covers what it finished)."""

@@ -103,8 +103,7 @@ class SyncScheduler:
         await self._store.set_due(
             due.workspace_id, due.connection_id, next_due(config, now, self._options)
         )
-        last = await self._store.last_finished(due.workspace_id, due.connection_id)
-        previous = Cursor() if last is None else Cursor.from_document(last.cursor)
+        previous = await start_cursor(self._store, due.workspace_id, due.connection_id)
         push_only = False
         pulled = previous.last_pull_at
         recently = pulled is not None and now < pulled + self._options.realtime_pull_interval
