@@ -31,6 +31,7 @@ from campaignflow.domain.fields import (
 from campaignflow.domain.policies import RetryOverride
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]  # = schedules.WEEKDAYS
+MessagePurpose = Literal["marketing", "transactional"]
 
 
 class ActionConfig(FormatModel):
@@ -49,6 +50,14 @@ class ActionConfig(FormatModel):
         default_factory=dict,
         description="Parameters of the action; every string is a Liquid template unless the "
         "action says otherwise.",
+    )
+    purpose: MessagePurpose = Field(
+        "marketing",
+        description="Why this step uses the contact's data. For a message action, marketing "
+        "messages meet the workspace's whole send-time policy (consent for the channel, "
+        "frequency caps, quiet hours); transactional ones (a receipt, a password reset) only the "
+        "suppression list. The processing log records it, with its legal basis: consent for "
+        "marketing, contract for transactional.",
     )
 
 

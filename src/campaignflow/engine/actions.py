@@ -40,6 +40,11 @@ class ActionCall:
     attempt: int
     token: str = ""  # the parallel branch ("" = the main path)
     connection: str | None = None  # connector operations: the connection's name
+    # The execution's subject: a contact's id when an event or a time trigger started it (the
+    # send-time policy and the processing log are about it); and why the node uses the
+    # contact's data (``marketing`` or ``transactional``: the node's ``config.purpose``).
+    contact_id: str | None = None
+    purpose: str = "marketing"
 
 
 class ActionFailed(CampaignflowError):

@@ -362,6 +362,8 @@ class _Run:
             attempt=attempt,
             token=token,
             connection=node.config.connection,
+            contact_id=self.execution.subject_id,
+            purpose=node.config.purpose,
         )
         try:
             return await executor.execute(call)

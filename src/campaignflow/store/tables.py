@@ -251,6 +251,11 @@ contacts = Table(
     # True on rows written before 0006 (plaintext fields, address identities), until
     # store.contact_sealing has sealed them; null afterwards and on every new row.
     Column("needs_sealing", Boolean(), nullable=True),
+    # Migration 0010: the contact's consent now, per purpose: {purpose: {"granted": bool,
+    # "at": ISO instant, "source": str}}; null: none recorded. Written only by the consent
+    # store (under the row's lock), so the identity writers never carry it; its history, with
+    # the proof of each change, is in consent_records.
+    Column("consent", JSONDocument(), nullable=True),
     PrimaryKeyConstraint("workspace_id", "id"),
 )
 # Only the rows still to seal: a start-up with nothing left to seal reads an empty index.
@@ -726,4 +731,147 @@ contact_field_sources = Table(
     Column("digest", String(64), nullable=False),
     Column("changed_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("workspace_id", "contact_id", "field"),
+)
+
+# --- Privacy and compliance (migration 0010) -------------------------------------------------
+
+# Every change of a contact's consent, with its proof: who or what said so (an API client, a
+# form, an event's messageId), from which address and user agent. The contact's current state
+# is ``contacts.consent``; this is its history (GDPR Art. 7(1): the controller must be able to
+# show that the person consented).
+consent_records = Table(
+    "consent_records",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),  # time-ordered (store.ids)
+    Column("contact_id", identifier(), nullable=False),
+    Column("purpose", String(64), nullable=False),  # email_marketing, sms_marketing, tracking, …
+    Column("granted", Boolean(), nullable=False),
+    Column("source", String(64), nullable=False),  # api | event | import | …
+    Column("proof", JSONDocument(), nullable=False),  # {ip, userAgent, form, apiClient, messageId}
+    Column("occurred_at", UTCDateTime(), nullable=False),  # when the person said so
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    Index(None, "workspace_id", "contact_id", "purpose", "id"),
+)
+
+# A workspace's privacy settings: its send-time policy (consent per channel, frequency caps,
+# quiet hours) and its retention per data class. Null: the defaults.
+privacy_settings = Table(
+    "privacy_settings",
+    metadata,
+    Column("workspace_id", identifier(), primary_key=True),
+    Column("send_policy", JSONDocument(), nullable=True),
+    Column("retention", JSONDocument(), nullable=True),
+    Column("updated_by", String(200), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The messages counted against a contact's frequency caps: one row per message a step was let
+# send (``send_id`` is the step's idempotency key, so a retried step counts once). A check and
+# its row commit together under a lock on (workspace, contact, channel): two executions cannot
+# both take the last slot of a cap.
+frequency_ledger = Table(
+    "frequency_ledger",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("send_id", identifier(), nullable=False),
+    Column("contact_id", identifier(), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "send_id"),
+    Index(None, "workspace_id", "contact_id", "channel", "sent_at"),
+)
+
+# Right to erasure (GDPR Art. 17): one job per request, carried by a worker under a lease (as a
+# sync run is) so a worker that dies mid-way leaves it to another. ``subject`` says how it was
+# asked ({"contactId": …} or {"emailDigest": …} / {"userIdDigest": …}: never the address
+# itself); ``contact_ids`` the contacts it resolved to; ``stats`` rows removed per store;
+# ``propagation`` the outcome per connected provider.
+ERASURE_STATUSES = ("queued", "running", "succeeded", "partial", "failed")
+erasure_jobs = Table(
+    "erasure_jobs",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("subject", JSONDocument(), nullable=False),
+    Column("contact_ids", JSONDocument(), nullable=False),
+    Column("options", JSONDocument(), nullable=False),  # {"propagate": bool, "suppress": bool}
+    Column("stats", JSONDocument(), nullable=False),
+    Column("propagation", JSONDocument(), nullable=False),
+    Column("error", String(1000), nullable=True),
+    Column("requested_by", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("attempts", Integer(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    CheckConstraint(_one_of("status", ERASURE_STATUSES), name="status"),
+    Index(None, "status", "lease_until"),
+    Index(None, "workspace_id", "created_at"),
+)
+
+# Identities of erased people that must not come back: the keyed digest (blind index) of each,
+# never the value. An event naming one is dropped at ingestion, and a message to an erased
+# address is refused like a suppressed one.
+ERASED_IDENTITY_KINDS = ("user_id", "anonymous_id", "email", "phone")
+erased_identities = Table(
+    "erased_identities",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("erasure_id", identifier(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "kind", "digest"),
+    CheckConstraint(_one_of("kind", ERASED_IDENTITY_KINDS), name="kind"),
+)
+
+# Records of processing (GDPR Art. 30), per person: each use of a contact's data — a step that
+# sent it to a provider, an export, a sync to a CRM, an erasure's propagation — with its
+# purpose, its legal basis (Art. 6(1)(a)-(f)) and who received it.
+LEGAL_BASES = (
+    "consent",
+    "contract",
+    "legal_obligation",
+    "vital_interests",
+    "public_task",
+    "legitimate_interests",
+)
+processing_log = Table(
+    "processing_log",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),  # time-ordered (store.ids)
+    Column("contact_id", identifier(), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("activity", String(64), nullable=False),  # message.sent, crm.sync, export, …
+    Column("purpose", String(64), nullable=False),
+    Column("legal_basis", String(32), nullable=False),
+    Column("recipient", String(200), nullable=False),  # provider/connection, or "campaignflow"
+    Column("details", JSONDocument(), nullable=True),  # execution, node, workflow, fields
+    PrimaryKeyConstraint("workspace_id", "id"),
+    CheckConstraint(_one_of("legal_basis", LEGAL_BASES), name="legal_basis"),
+    Index(None, "workspace_id", "contact_id", "id"),
+    Index(None, "workspace_id", "occurred_at"),
+)
+
+# One pass of the retention purger over one data class of one workspace: what it removed and
+# up to when, so an operator can see that retention runs and what it costs.
+retention_runs = Table(
+    "retention_runs",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("data_class", String(32), nullable=False),
+    Column("cutoff", UTCDateTime(), nullable=False),  # rows older than this were due
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("purged", BigInteger(), nullable=False),
+    Column("details", JSONDocument(), nullable=True),  # batches, partitions dropped, …
+    PrimaryKeyConstraint("workspace_id", "id"),
+    Index(None, "workspace_id", "data_class", "id"),
 )
