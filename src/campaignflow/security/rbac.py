@@ -34,6 +34,13 @@ class Permission(StrEnum):
     CONNECTIONS_WRITE = "connections:write"
     CONNECTIONS_SYNC = "connections:sync"  # start a CRM sync run
     WORKSPACE_WRITE = "workspace:write"
+    # Privacy (issue 8): erasing a person and exporting all their data reach every store, so
+    # they are admin rights of their own; privacy settings (send policy, retention) and the
+    # records of processing are read and written by admins (the data protection officer).
+    CONTACTS_ERASE = "contacts:erase"
+    CONTACTS_EXPORT = "contacts:export"
+    PRIVACY_READ = "privacy:read"
+    PRIVACY_WRITE = "privacy:write"
 
 
 class Role(StrEnum):
@@ -65,7 +72,16 @@ _EDITOR = _OPERATOR | {
     P.CONTACTS_WRITE,
     P.SUPPRESSIONS_WRITE,
 }
-_ADMIN = _EDITOR | {P.ACCESS_READ, P.ACCESS_WRITE, P.AUDIT_READ, P.CONNECTIONS_WRITE}
+_ADMIN = _EDITOR | {
+    P.ACCESS_READ,
+    P.ACCESS_WRITE,
+    P.AUDIT_READ,
+    P.CONNECTIONS_WRITE,
+    P.CONTACTS_ERASE,
+    P.CONTACTS_EXPORT,
+    P.PRIVACY_READ,
+    P.PRIVACY_WRITE,
+}
 _OWNER = _ADMIN | {P.WORKSPACE_WRITE}
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
