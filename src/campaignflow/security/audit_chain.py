@@ -106,13 +106,15 @@ def extend(head: tuple[int, str] | None, events: Iterable[AuditEvent]) -> list[A
 class ChainVerifier:
     """Checks a chain fed in order, page by page, so a long log never sits in memory at once.
 
-    An entry is sound when its seq is the next number (from 1), its ``prev_hash`` is the hash
-    of the entry before (64 zeros for the first) and its ``hash`` is what its content gives.
+    An entry is sound when its seq is the next number (from 1, or after the anchor), its
+    ``prev_hash`` is the hash of the entry before (64 zeros for the first; the anchor's hash once
+    retention purged the oldest entries) and its ``hash`` is what its content gives.
     """
 
-    def __init__(self) -> None:
-        self.checked = 0
-        self._prev_hash = GENESIS_HASH
+    def __init__(self, anchor: tuple[int, str] | None = None) -> None:
+        """``anchor``: (seq, hash) of the last entry retention purged; the chain then starts
+        right after it, its first entry carrying that hash."""
+        self.checked, self._prev_hash = anchor if anchor is not None else (0, GENESIS_HASH)
 
     @property
     def last_hash(self) -> str:

@@ -141,8 +141,9 @@ class AuditService:
         return await self._store.list(workspace_id, wanted, before=before, limit=limit)
 
     async def verify(self, workspace_id: str) -> VerifyReport:
-        """Walk the workspace's chain from seq 1, a page at a time."""
-        verifier = ChainVerifier()
+        """Walk the workspace's chain from seq 1 (or from where retention purged it up to), a
+        page at a time."""
+        verifier = ChainVerifier(await self._store.anchor(workspace_id))
         while True:
             page = await self._store.read_range(
                 workspace_id, after=verifier.checked, limit=self._page

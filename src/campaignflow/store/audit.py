@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.security.audit_chain import AuditEntry, AuditEvent, extend
 from campaignflow.store.database import Database
-from campaignflow.store.tables import audit_log, workspaces
+from campaignflow.store.tables import audit_anchors, audit_log, workspaces
 
 _LOCK_NAMESPACE = b"campaignflow.audit_log:"
 
@@ -157,6 +157,17 @@ class AuditStore:
         async with self._db.read() as connection:
             rows = (await connection.execute(CHAIN_RANGE, params)).all()
         return [entry_from_row(row) for row in rows]
+
+    async def anchor(self, workspace_id: str) -> tuple[int, str] | None:
+        """(last purged seq, its hash) once retention purged the chain's oldest entries: where
+        verification starts. ``None``: the chain is whole from seq 1."""
+        anchors = audit_anchors
+        statement = select(anchors.c.purged_through_seq, anchors.c.anchor_hash).where(
+            anchors.c.workspace_id == workspace_id
+        )
+        async with self._db.read() as connection:
+            row = (await connection.execute(statement)).first()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     async def workspace_ids(self) -> builtins.list[str]:
         """Every workspace, for a platform-wide verification (``campaignflow audit verify``)."""

@@ -875,3 +875,14 @@ retention_runs = Table(
     PrimaryKeyConstraint("workspace_id", "id"),
     Index(None, "workspace_id", "data_class", "id"),
 )
+
+# Where a workspace's audit chain starts once retention purged its oldest entries: entries up to
+# ``purged_through_seq`` are gone, the last of them had ``anchor_hash``. The append-only triggers
+# let a delete through only at or below it, and verification starts from it.
+audit_anchors = Table(
+    "audit_anchors",
+    metadata,
+    Column("workspace_id", identifier(), primary_key=True),
+    Column("purged_through_seq", BigInteger(), nullable=False),
+    Column("anchor_hash", String(64), nullable=False),
+)

@@ -1,5 +1,9 @@
 """Privacy and compliance: consent, send-time policy, erasure, processing log, retention runs.
 
+The audit log stays append-only, with one way out for retention: a delete is let through only
+for entries at or below the workspace's anchor (``audit_anchors``), which the purger moves up in
+the same transaction (the triggers of 0005 are replaced by ones that read it).
+
 Revision ID: 0010
 Revises: 0009
 Create Date: 2026-11-29
@@ -15,6 +19,53 @@ revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
+
+_MESSAGE = "audit_log is append-only"
+
+_POSTGRESQL_TRIGGERS_UP = (
+    f"""
+    CREATE OR REPLACE FUNCTION audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            IF OLD.seq <= COALESCE(
+                (SELECT purged_through_seq FROM audit_anchors
+                 WHERE workspace_id = OLD.workspace_id),
+                0
+            ) THEN
+                RETURN OLD;
+            END IF;
+        END IF;
+        RAISE EXCEPTION '{_MESSAGE}: % refused', TG_OP;
+    END
+    $$
+    """,
+)
+_POSTGRESQL_TRIGGERS_DOWN = (
+    f"""
+    CREATE OR REPLACE FUNCTION audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION '{_MESSAGE}: % refused', TG_OP;
+    END
+    $$
+    """,
+)
+_SQLITE_TRIGGERS_UP = (
+    "DROP TRIGGER audit_log_no_delete",
+    f"""
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    WHEN OLD.seq > COALESCE(
+        (SELECT purged_through_seq FROM audit_anchors WHERE workspace_id = OLD.workspace_id), 0
+    )
+    BEGIN SELECT RAISE(ABORT, '{_MESSAGE}: DELETE refused'); END
+    """,
+)
+_SQLITE_TRIGGERS_DOWN = (
+    "DROP TRIGGER audit_log_no_delete",
+    f"""
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, '{_MESSAGE}: DELETE refused'); END
+    """,
+)
 
 # Frozen copies of the column types in tables.py at this revision.
 IDENTIFIER = sa.String(64).with_variant(sa.String(64, collation="C"), "postgresql")
@@ -154,7 +205,25 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "audit_anchors",
+        sa.Column("workspace_id", IDENTIFIER, nullable=False),
+        sa.Column("purged_through_seq", sa.BigInteger(), nullable=False),
+        sa.Column("anchor_hash", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("workspace_id", name="pk_audit_anchors"),
+    )
+    _execute(_POSTGRESQL_TRIGGERS_UP, _SQLITE_TRIGGERS_UP)
+
+
+def _execute(postgresql: tuple[str, ...], sqlite: tuple[str, ...]) -> None:
+    statements = postgresql if op.get_bind().dialect.name == "postgresql" else sqlite
+    for statement in statements:
+        op.execute(statement)
+
+
 def downgrade() -> None:
+    _execute(_POSTGRESQL_TRIGGERS_DOWN, _SQLITE_TRIGGERS_DOWN)
+    op.drop_table("audit_anchors")
     op.drop_index("ix_retention_runs_workspace_id_data_class_id", "retention_runs")
     op.drop_table("retention_runs")
     op.drop_index("ix_processing_log_workspace_id_occurred_at", "processing_log")
