@@ -23,7 +23,7 @@ depends_on = None
 _MESSAGE = "audit_log is append-only"
 
 _POSTGRESQL_TRIGGERS_UP = (
-    f"""
+    """
     CREATE OR REPLACE FUNCTION audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'DELETE' THEN
@@ -35,7 +35,7 @@ _POSTGRESQL_TRIGGERS_UP = (
                 RETURN OLD;
             END IF;
         END IF;
-        RAISE EXCEPTION '{_MESSAGE}: % refused', TG_OP;
+        RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP;
     END
     $$
     """,
@@ -51,12 +51,12 @@ _POSTGRESQL_TRIGGERS_DOWN = (
 )
 _SQLITE_TRIGGERS_UP = (
     "DROP TRIGGER audit_log_no_delete",
-    f"""
+    """
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     WHEN OLD.seq > COALESCE(
         (SELECT purged_through_seq FROM audit_anchors WHERE workspace_id = OLD.workspace_id), 0
     )
-    BEGIN SELECT RAISE(ABORT, '{_MESSAGE}: DELETE refused'); END
+    BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END
     """,
 )
 _SQLITE_TRIGGERS_DOWN = (
