@@ -204,7 +204,6 @@ def upgrade() -> None:
         ["workspace_id", "data_class", "id"],
     )
 
-
     op.create_table(
         "audit_anchors",
         sa.Column("workspace_id", IDENTIFIER, nullable=False),
