@@ -322,6 +322,7 @@ _STATUS_STYLES = {
     "failed": "red",
     "timed_out": "yellow",
     "retrying": "yellow",
+    "deferred": "yellow",
 }
 
 

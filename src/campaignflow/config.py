@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from campaignflow.compliance.settings import RetentionSettings
 from campaignflow.engine.options import WorkerOptions
 from campaignflow.errors import ConfigurationError
 from campaignflow.integrations.settings import IntegrationSettings
@@ -202,6 +203,7 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     access_log: bool = Field(True, description="Log one line per HTTP request.")
     log: LogSettings = Field(default_factory=LogSettings)
 

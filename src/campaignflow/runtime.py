@@ -19,6 +19,8 @@ import uvicorn
 
 from campaignflow.api.app import create_app
 from campaignflow.bus.factory import open_bus
+from campaignflow.compliance.erasure import start_erasures, stop_erasures
+from campaignflow.compliance.retention import start_retention, stop_retention
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine
 from campaignflow.engine.worker import Worker, worker_name
@@ -194,14 +196,18 @@ async def serve_http(
         ssl_certfile=settings.network.tls_cert_file,
         ssl_keyfile=settings.network.tls_key_file,
     )
-    worker_task = scheduler = sync_task = None
+    worker_task = scheduler = sync_task = erasures = retention = None
     if with_worker:
         worker_task = asyncio.create_task(run_worker_on(engine, settings, integrations))
         scheduler = start_scheduler(engine, settings, consumer_name())
         sync_task = start_sync(engine, integrations)
+        erasures = start_erasures(database, cipher, settings, integrations, owner=worker_name())
+        retention = start_retention(database, settings.retention)
     try:
         await uvicorn.Server(config).serve()
     finally:
+        await stop_retention(retention)
+        await stop_erasures(erasures)
         await stop_sync(sync_task)
         await stop_scheduler(scheduler)
         if worker_task is not None:
@@ -264,6 +270,8 @@ async def serve_worker(settings: Settings) -> None:
         scheduler = start_scheduler(engine, settings, consumer_name())
         integrations = integrations_of(engine, settings)
         sync_task = start_sync(engine, integrations)
+        erasures = start_erasures(database, cipher, settings, integrations, owner=worker_name())
+        retention = start_retention(database, settings.retention)
         try:
             async with _worker_on(engine, settings, integrations) as worker:
                 loop = asyncio.get_running_loop()
@@ -271,6 +279,8 @@ async def serve_worker(settings: Settings) -> None:
                     loop.add_signal_handler(signum, worker.stop)
                 await worker.run()
         finally:
+            await stop_retention(retention)
+            await stop_erasures(erasures)
             await stop_sync(sync_task)
             await integrations.aclose()
             await stop_scheduler(scheduler)

@@ -25,12 +25,26 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 from aiohttp import web
 
 from tests.contract.endpoint_schemas import EndpointSchemas
 
 SCHEMAS = Path(__file__).parents[1] / "contract" / "hubspot_schemas"
 TOKEN = "pat-eu1-sync-test"
+# POST /crm/v3/objects/contacts/gdpr-delete (PublicGdprDeleteInput), written from HubSpot's
+# reference (https://developers.hubspot.com/docs/api-reference/crm-contacts-v3/gdpr/
+# post-crm-v3-objects-contacts-gdpr-delete): objectId required; idProperty names a unique
+# property (email) when objectId is not the record id. Stricter: no other members.
+GDPR_DELETE: dict[str, Any] = {
+    "type": "object",
+    "required": ["objectId"],
+    "additionalProperties": False,
+    "properties": {
+        "objectId": {"type": "string", "minLength": 1},
+        "idProperty": {"type": "string", "enum": ["email", "hs_object_id"]},
+    },
+}
 
 
 def iso(moment: datetime) -> str:
@@ -61,6 +75,7 @@ class HubSpotCrm:
         self.stuck_paging = False  # a broken search that hands out the same page token again
         self._ids = itertools.count(501)
         self._schemas = EndpointSchemas(SCHEMAS)
+        self.gdpr_deleted: list[str] = []  # ids removed by a GDPR delete
 
     # ------------------------------------------------------------------ test-side changes
 
@@ -98,6 +113,7 @@ class HubSpotCrm:
         app.router.add_post("/crm/v3/objects/contacts/batch/update", self._update)
         app.router.add_post("/crm/v3/objects/notes", self._note)
         app.router.add_get("/crm/v3/objects/contacts", self._ping)
+        app.router.add_post("/crm/v3/objects/contacts/gdpr-delete", self._gdpr_delete)
         return app
 
     async def _checked(self, request: web.Request) -> Any:
@@ -124,6 +140,44 @@ class HubSpotCrm:
         return web.json_response(
             body, status=status, headers={"Date": format_datetime(self.clock(), usegmt=True)}
         )
+
+    async def _gdpr_delete(self, request: web.Request) -> web.Response:
+        """GDPR delete: by record id, or by address with ``idProperty: email``; 204 either
+        way once the record is gone, 404 when there is no such record. The body is checked
+        against :data:`GDPR_DELETE` (no schema file of the sync's set covers this endpoint)."""
+        body = await self._checked_gdpr(request)
+        key = str(body["objectId"])
+        found = (
+            self.by_email(key.lower())
+            if body.get("idProperty") == "email"
+            else self.contacts.get(key)
+        )
+        if found is None:
+            return self._answer({"status": "error", "category": "OBJECT_NOT_FOUND"}, 404)
+        del self.contacts[found.id]
+        self.gdpr_deleted.append(found.id)
+        return web.Response(status=204)
+
+    async def _checked_gdpr(self, request: web.Request) -> Any:
+        self.requests.append((request.method, request.path))
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            raise web.HTTPUnauthorized(text='{"category":"INVALID_AUTHENTICATION"}')
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            raise _FAILURES[status](
+                text='{"status":"error","category":"FAILED"}', content_type="application/json"
+            )
+        document = await request.json()
+        problems = [
+            e.message for e in jsonschema.Draft202012Validator(GDPR_DELETE).iter_errors(document)
+        ]
+        if problems:
+            self.violations += [f"{request.method} {request.path}: {p}" for p in problems]
+            raise web.HTTPBadRequest(
+                text='{"status":"error","category":"VALIDATION_ERROR"}',
+                content_type="application/json",
+            )
+        return document
 
     async def _ping(self, request: web.Request) -> web.Response:
         await self._checked(request)

@@ -21,12 +21,17 @@ from campaignflow.api.routers import (
     audit,
     connection_authorization,
     connections,
+    consents,
+    contact_privacy,
     contacts,
     dead_letters,
+    erasures,
     events,
     executions,
     health,
     oauth_clients,
+    privacy_settings,
+    retention,
     segment,
     suppressions,
     triggers,
@@ -54,12 +59,14 @@ from campaignflow.services.connection_authorization import ConnectionAuthorizati
 from campaignflow.services.connections import ConnectionService
 from campaignflow.services.ingest import IngestLimits
 from campaignflow.services.oauth import OAuthService
+from campaignflow.services.retention import RetentionService
 from campaignflow.services.sync import SyncService
 from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.access import AccessStore
 from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.database import Database
+from campaignflow.store.retention import RetentionStore
 from campaignflow.store.triggers import TriggerStore
 from campaignflow.store.workflows import utc_now
 from campaignflow.triggers.runner import start_router, stop_router
@@ -97,6 +104,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
         app.state.ingest = parts.ingest(
             IngestLimits(settings.events.max_event_bytes, settings.events.max_batch_bytes)
         )
+        app.state.retention = RetentionService(RetentionStore(db), utc_now)
         await store.ensure_workspace(settings.workspace_id, "Default workspace")
         access = await _install_access(app, db, settings, parts.contacts.cipher.sealer)
         links = integrations or open_integrations(db, settings, parts.contacts.cipher)
@@ -132,6 +140,9 @@ def _install_integrations(app: FastAPI, integrations: Integrations) -> None:
         integrations.executor,
     )
     app.state.integration_catalog = describe_connectors(integrations.connectors)
+    gate = integrations.executor.send_gate
+    if gate is not None:  # one policy cache per process: an API write reaches the gate at once
+        app.state.send_policies = gate.policies
     app.state.connection_authorization = ConnectionAuthorization(
         connections=integrations.connections,
         secrets=integrations.secrets,
@@ -240,6 +251,9 @@ def create_app(
     api.include_router(executions.router)
     api.include_router(dead_letters.router)
     api.include_router(contacts.router)
+    api.include_router(consents.router)
+    api.include_router(contact_privacy.router)
+    api.include_router(erasures.router)
     api.include_router(access.router)
     api.include_router(audit.router)
     api.include_router(oauth_clients.router)
@@ -248,6 +262,8 @@ def create_app(
     api.include_router(sync_router.router)
     api.include_router(integrations_router.router)
     api.include_router(suppressions.router)
+    api.include_router(privacy_settings.router)
+    api.include_router(retention.router)
     app.include_router(api)
     install_oauth(app)
     ingestion = APIRouter(dependencies=[Depends(refuse_nul)], responses=guarded)

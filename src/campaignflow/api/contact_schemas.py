@@ -7,6 +7,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
+from campaignflow.api.consent_schemas import PurposeState, purposes_of
 from campaignflow.api.schemas import ApiModel
 from campaignflow.domain.contacts import (
     KEEP,
@@ -102,6 +103,10 @@ class Contact(ApiModel):
     created_at: datetime
     updated_at: datetime
     last_seen_at: datetime | None = Field(None, description="When its latest event happened.")
+    consent: dict[str, PurposeState] = Field(
+        default_factory=dict,
+        description="Consent per purpose (`PATCH /contacts/{id}/consent` changes it).",
+    )
 
     @classmethod
     def from_record(cls, record: ContactRecord) -> Contact:
@@ -114,6 +119,7 @@ class Contact(ApiModel):
             created_at=record.created_at,
             updated_at=record.updated_at,
             last_seen_at=record.last_seen_at,
+            consent=purposes_of(record.consent),
         )
 
 

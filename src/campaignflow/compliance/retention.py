@@ -15,14 +15,21 @@ so two purgers at once only share the work (the audit log's anchor row serialise
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from campaignflow.domain.retention import DATA_CLASSES, DataClass, PurgeOutcome, RetentionPolicy
 from campaignflow.errors import CampaignflowError
+from campaignflow.services.retention import RetentionService
+from campaignflow.store.database import Database
 from campaignflow.store.retention import RetentionStore
+
+if TYPE_CHECKING:
+    from campaignflow.compliance.settings import RetentionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +119,38 @@ class RetentionPurger:
             except Exception:  # a bug must not end the loop: the next pass may well work
                 logger.exception("retention pass failed")
             await asyncio.sleep(interval_seconds)
+
+
+@dataclass
+class RetentionLoop:
+    """The purger of a process, as a task."""
+
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+def start_retention(database: Database, settings: RetentionSettings) -> RetentionLoop | None:
+    """Run the purger in this process (``worker``, and ``up``'s embedded worker), unless
+    switched off; its first pass runs at once."""
+    if not settings.enabled:
+        return None
+    store = RetentionStore(database)
+    service = RetentionService(store, utc_now)
+    purger = RetentionPurger(store, service.policy, utc_now, settings.limits())
+    task = asyncio.create_task(
+        purger.run_until_cancelled(settings.interval_seconds), name="retention"
+    )
+    return RetentionLoop(task)
+
+
+async def stop_retention(loop: RetentionLoop | None) -> None:
+    if loop is not None:
+        await loop.stop()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Final, Literal
 
+from campaignflow.domain.consent import granted_purposes
 from campaignflow.domain.schedules import ScheduleError, check_timezone
 
 IdentityKind = Literal["user_id", "anonymous_id", "email"]
@@ -42,6 +43,9 @@ class ContactRecord:
     created_at: datetime
     updated_at: datetime
     last_seen_at: datetime | None
+    # The consent now, as ``contacts.consent`` holds it ({purpose: {granted, at, source}});
+    # read with the contact, written only by the consent store (see domain.consent).
+    consent: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> ContactKey:
@@ -49,7 +53,9 @@ class ContactRecord:
 
     def to_variables(self) -> dict[str, Any]:
         """The contact as CEL's and the templates' ``contact`` variable: its traits, then its
-        columns over them (``id``, ``userId``, ``email``, ``timezone``; ``None`` left out)."""
+        columns over them (``id``, ``userId``, ``email``, ``timezone``; ``None`` left out),
+        and ``consent`` as ``{purpose: granted}``, always present (``has()`` is only needed
+        for a purpose, not for the map)."""
         variables = dict(self.traits)
         variables["id"] = self.id
         for name, value in (("userId", self.user_id), ("email", self.email)):
@@ -57,6 +63,7 @@ class ContactRecord:
                 variables[name] = value
         if self.timezone is not None:
             variables["timezone"] = self.timezone
+        variables["consent"] = granted_purposes(self.consent)
         return variables
 
 

@@ -82,7 +82,7 @@ def _sighted(contact: ContactRecord, at: datetime) -> ContactRecord:
     c = contact
     return ContactRecord(
         c.workspace_id, c.id, c.user_id, c.email, c.timezone, c.traits, c.created_at,
-        c.updated_at, at,
+        c.updated_at, at, c.consent,
     )  # fmt: skip
 
 

@@ -502,6 +502,12 @@ class _Run:
         key = f"{token}|{node.id}"
         if failure.deferred and failure.retry_after_s is not None:  # not tried: not an attempt
             due = self.now + timedelta(seconds=failure.retry_after_s)
+            held = failure.details.get("policy")
+            if isinstance(held, Mapping):  # the send-time policy: logged, due when it allows
+                due = max(due, datetime.fromisoformat(str(held["until"])))
+                deferral: dict[str, Any] = {"at": self.now.isoformat(), "message": failure.message}
+                deferral["policy"] = dict(held)
+                self._log(node, token, attempt, StepStatus.DEFERRED, None, error=deferral)
             self._park(NewTask(node.id, token, TaskKind.RUN, attempt, due))
             return _PARK
         history = self.errors.setdefault(key, [])

@@ -45,6 +45,7 @@ class StepStatus(StrEnum):
     FAILED = "failed"  # failed for good (then onError or the dead letters)
     TIMED_OUT = "timed_out"  # wait_for_event's timeout
     CANCELLED = "cancelled"
+    DEFERRED = "deferred"  # held back by the send-time policy (error.policy: rule, reason, until)
 
 
 MAIN_TOKEN = ""

@@ -23,6 +23,7 @@ from campaignflow.store.contacts import ContactStore
 from campaignflow.store.database import Database
 from campaignflow.store.dead_letters import DeadLetterStore
 from campaignflow.store.deliveries import DeliveryStore
+from campaignflow.store.erasure import ErasedIdentities
 from campaignflow.store.events import EventStore
 from campaignflow.store.executions import ExecutionStore
 from campaignflow.store.task_queue import TaskQueue
@@ -32,6 +33,10 @@ from campaignflow.triggers.batch import BatchStores
 from campaignflow.triggers.fanout import FanOutStores
 from campaignflow.triggers.router import EventRouter, RouterOptions
 from campaignflow.triggers.scheduler import SchedulerOptions, TimeScheduler
+
+# How long a process trusts "this workspace has erased nobody" before asking again: an erasure
+# takes effect on other processes' ingestion within this time (its job writes the digests first).
+ERASED_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,9 @@ class Engine:
     clock: Clock
     bus: EventBus
     contacts: ContactStore
+    # The erased-identity list every ingestion path consults (the API, provider webhooks, a
+    # CRM sync's publishing): an erased person's events are dropped wherever they come from.
+    erased: ErasedIdentities
 
     @classmethod
     def on(
@@ -77,6 +85,7 @@ class Engine:
             clock or SystemClock(),
             bus or InProcessBus(),
             ContactStore(database, contact_cipher),
+            ErasedIdentities(database, contact_cipher, ERASED_CACHE_SECONDS),
         )
 
     def service(self) -> ExecutionService:
@@ -105,7 +114,7 @@ class Engine:
         )
 
     def ingest(self, limits: IngestLimits | None = None) -> IngestService:
-        return IngestService(self.bus, self.clock, limits)
+        return IngestService(self.bus, self.clock, limits, self.erased)
 
     def router(self, consumer: str, options: RouterOptions | None = None) -> EventRouter:
         dialect = self.database.dialect

@@ -266,6 +266,10 @@ class Operation:
     # webhooks later report on the message, so the step gets a delivery status.
     recipients: Callable[[Any], list[str]] | None = None
     provider_message_id: Callable[[ProviderResponse], str | None] | None = None
+    # The channel of a message operation (``email``, ``sms``): the send-time policy's consent,
+    # caps and quiet hours are per channel. None: the connector's category says (see
+    # :func:`message_channel`).
+    channel: str | None = None
 
     @property
     def sends_message(self) -> bool:
@@ -335,6 +339,14 @@ class Connector:
             settings.requests_per_minute or self.rate_limits.requests_per_minute,
             settings.burst_limit or self.rate_limits.burst_limit,
         )
+
+
+def message_channel(connector: Connector, operation: Operation) -> str | None:
+    """The channel a message operation sends on: its own, else its connector's category
+    (``email`` for an e-mail connector); None for an operation that sends no message."""
+    if operation.recipients is None:
+        return None
+    return operation.channel or connector.category
 
 
 def operations(*declared: Operation) -> Mapping[str, Operation]:

@@ -2,8 +2,10 @@
 
 One call, in order: check the parameters against the operation's model (nothing invalid is
 sent); find the connection by name (cached for a few seconds, credentials from the secret
-store); skip a message whose recipient is on the suppression list; reserve a slot on the
-account's rate limit (waiting up to ``max_rate_wait`` seconds, else deferring the step); ask the
+store); skip a message whose recipient is on the suppression list; put a marketing message
+through the send-time policy (``compliance/send_gate.py``: consent, frequency caps, quiet
+hours; skipped or deferred with the rule and why); reserve a slot on the account's rate
+limit (waiting up to ``max_rate_wait`` seconds, else deferring the step); ask the
 account's circuit breaker; build the request (pure, ``prepare``); send it over the one pooled
 HTTP client; classify the answer; tell the breaker; record a sent message for its delivery
 status. Every refusal is an :class:`ActionFailed` that says whether a retry could help, so the
@@ -20,11 +22,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from campaignflow.domain.pydantic_problems import problems_from_error
+from campaignflow.domain.send_policy import Defer, Skip
 from campaignflow.engine.actions import ActionCall, ActionFailed
 from campaignflow.engine.http_action import HttpAnswer, HttpExecutor
 from campaignflow.errors import CampaignflowError, ClientError, NotFound
@@ -36,10 +39,14 @@ from campaignflow.integrations.connector import (
     ProviderResponse,
     RequestContext,
     classify_answer,
+    message_channel,
 )
 from campaignflow.integrations.guards import OutboundGuards
 from campaignflow.integrations.oauth_tokens import AccessTokens
 from campaignflow.integrations.prepare import MissingCredential, PreparedRequest, prepare
+
+if TYPE_CHECKING:
+    from campaignflow.compliance.send_gate import SendGate
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +106,7 @@ class ConnectorExecutor:
         *,
         suppressions: SuppressionList | None = None,
         deliveries: DeliveryLog | None = None,
+        send_gate: SendGate | None = None,
         options: ExecutorOptions | None = None,
         now: Callable[[], datetime],
     ) -> None:
@@ -109,6 +117,7 @@ class ConnectorExecutor:
         self._tokens = tokens
         self._suppressions = suppressions
         self._deliveries = deliveries
+        self._gate = send_gate
         self._options = options or ExecutorOptions()
         self._now = now
 
@@ -124,6 +133,19 @@ class ConnectorExecutor:
             skipped = await self._suppressed(call, operation.recipients(params))
             if skipped is not None:
                 return skipped
+            refused = await self._admit(call, message_channel(connector, operation))
+            if refused is not None:
+                return refused
+        try:
+            return await self._send(call, operation, params, connection)
+        except ActionFailed as exc:
+            if operation.recipients is not None:
+                await self._unsent(call, exc)
+            raise
+
+    async def _send(
+        self, call: ActionCall, operation: Operation, params: Any, connection: ResolvedConnection
+    ) -> Any:
         context = RequestContext(
             idempotency_key=call.idempotency_key,
             tracking=tracking_for(call),
@@ -275,6 +297,51 @@ class ConnectorExecutor:
                 retryable=False,
             )
         return connection
+
+    @property
+    def send_gate(self) -> SendGate | None:
+        return self._gate
+
+    async def _admit(self, call: ActionCall, channel: str | None) -> Any:
+        """The step output of a message the policy skips, None when it may go now; a deferral
+        is an ActionFailed the engine parks the step on (logged ``deferred`` with the rule).
+        Transactional messages meet only the suppression list."""
+        if self._gate is None or channel is None or call.purpose != "marketing":
+            return None
+        verdict = (await self._gate.admit(call, channel)).verdict
+        if isinstance(verdict, Skip):
+            return {"sent": False, "skipped": verdict.rule, "reason": verdict.reason}
+        if isinstance(verdict, Defer):
+            wait = max(1.0, (verdict.until - self._now()).total_seconds())
+            raise ActionFailed(
+                f"deferred by the send-time policy ({verdict.rule}): {verdict.reason}",
+                retryable=True,
+                deferred=True,
+                retry_after_s=wait,
+                details={
+                    "policy": {
+                        "rule": verdict.rule,
+                        "reason": verdict.reason,
+                        "until": verdict.until.isoformat(),
+                    }
+                },
+            )
+        return None
+
+    async def _unsent(self, call: ActionCall, failure: ActionFailed) -> None:
+        """Give back the frequency-cap slot of a message that was not sent: refused for good,
+        or held back on our side (rate limit, breaker; the retry takes a slot again). A
+        retryable failure of the request itself keeps it: the provider may have the message
+        (a timeout, a 5xx), and the retry, with the same send id, counts once."""
+        if self._gate is None or call.purpose != "marketing":
+            return
+        ours = failure.deferred or "breaker" in failure.details
+        if failure.retryable and not ours:
+            return
+        try:
+            await self._gate.release(call)
+        except CampaignflowError:
+            logger.warning("could not release the cap slot of step %s", call.node_id, exc_info=True)
 
     async def _suppressed(self, call: ActionCall, recipients: list[str]) -> Any:
         if self._suppressions is None or not recipients:

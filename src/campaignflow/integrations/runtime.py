@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from campaignflow.compliance.processing import ProcessingBuffer, RecordingExecutor
+from campaignflow.compliance.send_gate import SendGate, SendPolicies
 from campaignflow.config import Settings
 from campaignflow.engine.actions import ExecutorRegistry
 from campaignflow.engine.http_action import HttpExecutor
@@ -28,6 +30,8 @@ from campaignflow.store.contacts import ContactStore
 from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.database import Database
 from campaignflow.store.deliveries import DeliveryStore
+from campaignflow.store.processing_log import ProcessingLogStore
+from campaignflow.store.send_policy import SendPolicyStore
 from campaignflow.store.suppressions import SuppressionStore
 from campaignflow.store.workflows import utc_now
 
@@ -42,15 +46,15 @@ class Integrations:
     http: HttpExecutor
     executor: ConnectorExecutor
     tokens: AccessTokens
+    processing: ProcessingBuffer  # the records of processing of the connector steps
 
     def executors(self, registry: ExecutorRegistry | None = None) -> ExecutorRegistry:
         """``registry`` (default: empty) with ``http`` and every connector operation added."""
         registry = (registry or ExecutorRegistry()).with_executor("http", self.http)
+        recording = RecordingExecutor(self.executor, self.processing, utc_now)
         for connector in self.connectors.values():
             for operation in connector.operations:
-                registry = registry.with_executor(
-                    f"{connector.provider}.{operation}", self.executor
-                )
+                registry = registry.with_executor(f"{connector.provider}.{operation}", recording)
         return registry
 
     def sync_worker(self, contacts: ContactStore, publish: EventSink, *, owner: str) -> SyncWorker:
@@ -73,6 +77,7 @@ class Integrations:
         return SyncWorker(store, SyncScheduler(store, contacts), runner, owner=owner, now=utc_now)
 
     async def aclose(self) -> None:
+        await self.processing.aclose()
         await self.guards.aclose()
         await self.http.aclose()
 
@@ -105,10 +110,14 @@ def open_integrations(
         tokens,
         suppressions=SuppressionStore(database, cipher),
         deliveries=DeliveryStore(database),
+        send_gate=SendGate(SendPolicies(SendPolicyStore(database)), now=utc_now),
         options=ExecutorOptions(options.max_rate_wait_seconds, options.timeout_seconds),
         now=utc_now,
     )
-    return Integrations(connectors, secrets, store, resolver, guards, http, executor, tokens)
+    processing = ProcessingBuffer(ProcessingLogStore(database))
+    return Integrations(
+        connectors, secrets, store, resolver, guards, http, executor, tokens, processing
+    )
 
 
 def open_guards(settings: Settings) -> OutboundGuards:

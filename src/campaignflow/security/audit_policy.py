@@ -54,6 +54,14 @@ PERSONAL_DATA_READS = frozenset(
         "get_sync_run",
         # Not a read: a provider's redirect that stores a connection's refresh token.
         "complete_authorization",
+        # Privacy (issue 8): a person's consent and its proof, everything held about them, what
+        # was done with their data, and who was erased (by contact id or digest).
+        "get_consent",
+        "list_consent_history",
+        "export_contact",
+        "list_processing_log",
+        "list_erasures",
+        "get_erasure",
     }
 )
 # GET routes that do not: definitions, triggers, versions, API key and grant metadata, the
@@ -79,6 +87,10 @@ NOT_PERSONAL_READS = frozenset(
         "openapi",
         "swagger_ui_html",
         "check_webhook_url",  # a provider's check of a webhook URL: answers only ok
+        # Workspace settings and the purger's counts: no person in them.
+        "get_send_policy",
+        "get_retention",
+        "list_retention_runs",
     }
 )
 

@@ -140,7 +140,7 @@ class ContactCipher:
         stored = StoredContact(record.email, record.traits, sealed, key_id, document)
         opened = ContactRecord(
             record.workspace_id, record.id, record.user_id, email, record.timezone, traits,
-            record.created_at, record.updated_at, record.last_seen_at,
+            record.created_at, record.updated_at, record.last_seen_at, record.consent,
         )  # fmt: skip
         return opened, stored
 

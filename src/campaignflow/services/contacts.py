@@ -1,4 +1,5 @@
-"""Contacts as a use case: create, read, list, change and delete them.
+"""Contacts as a use case: create, read, list and change them (deleting one is an erasure:
+:mod:`campaignflow.services.erasures`).
 
 REST (and later GraphQL) translate onto these methods; the event router resolves contacts in
 its own transaction through :meth:`ContactStore.resolve_events`.
@@ -77,10 +78,6 @@ class ContactService:
         if change.timezone is not KEEP:
             change = replace(change, timezone=_zone(change.timezone))
         return await self.store.update(workspace_id, contact_id, change, self.clock())
-
-    async def delete(self, workspace_id: str, contact_id: str) -> None:
-        """Delete the contact and its identities (not yet its events: erasure comes later)."""
-        await self.store.delete(workspace_id, contact_id)
 
 
 def _email(value: str | None) -> str | None:

@@ -9,15 +9,20 @@ batch to a few appends while one contact's events stay in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from campaignflow.bus.events import EventBus
 from campaignflow.domain import event_parsing
+from campaignflow.domain.contacts import normalize_email
 from campaignflow.domain.event_parsing import ParsedBatch
 from campaignflow.domain.events import Event, EventType, encode_events
 from campaignflow.engine.clock import Clock
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +57,27 @@ def _message_index(path: tuple[object, ...]) -> int:
 Parser = Callable[..., ParsedBatch]
 
 
+class ErasedCheck(Protocol):
+    """The erased-identity list (:class:`campaignflow.store.erasure.ErasedIdentities`)."""
+
+    def digest(self, kind: str, value: str) -> str: ...
+
+    async def erased(self, workspace_id: str, keys: Iterable[tuple[str, str]]) -> set[str]: ...
+
+
 class IngestService:
-    def __init__(self, bus: EventBus, clock: Clock, limits: IngestLimits | None = None) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        clock: Clock,
+        limits: IngestLimits | None = None,
+        erased: ErasedCheck | None = None,
+    ) -> None:
         self._bus = bus
         self._clock = clock
         self.limits = limits or IngestLimits()
+        self._erased = erased
+        self.dropped_erased = 0  # events dropped because they name an erased person
 
     async def native_event(self, workspace_id: str, body: bytes) -> IngestResult:
         return await self._ingest(event_parsing.parse_native_event, workspace_id, body)
@@ -83,7 +104,11 @@ class IngestService:
         return IngestResult(parsed.events, parsed)
 
     async def accept(self, events: list[Event]) -> None:
-        """Append ``events`` to the bus: one entry per shard, in order; returns once durable."""
+        """Append ``events`` to the bus: one entry per shard, in order; returns once durable.
+        Events naming an erased person are dropped, silently to the sender (who must not learn
+        who was erased) and counted."""
+        if events and self._erased is not None:
+            events = await self._without_erased(events)
         if not events:
             return
         by_shard: dict[int, list[Event]] = {}
@@ -92,3 +117,45 @@ class IngestService:
         await self._bus.publish(
             [(shard, encode_events(group)) for shard, group in by_shard.items()]
         )
+
+    async def _without_erased(self, events: list[Event]) -> list[Event]:
+        """One query for the whole batch (none while the workspace has erased nobody)."""
+        erased = self._erased
+        assert erased is not None
+        keys_of = [_identity_keys(erased, event) for event in events]
+        by_workspace: dict[str, set[tuple[str, str]]] = {}
+        for event, keys in zip(events, keys_of, strict=True):
+            by_workspace.setdefault(event.workspace_id, set()).update(keys)
+        found: set[str] = set()
+        for workspace_id, named in by_workspace.items():
+            found |= await erased.erased(workspace_id, named)
+        if not found:
+            return events
+        kept = [e for e, keys in zip(events, keys_of, strict=True) if not _named(keys, found)]
+        self.dropped_erased += len(events) - len(kept)
+        logger.info("dropped events of erased people", extra={"events": len(events) - len(kept)})
+        return kept
+
+
+def _identity_keys(erased: ErasedCheck, event: Event) -> list[tuple[str, str]]:
+    """(kind, digest) of each identity the event names: userId, anonymousId, the address in
+    ``traits.email`` or ``context.traits.email``."""
+    keys = []
+    for kind, value in (
+        ("user_id", event.user_id),
+        ("user_id", event.previous_id),
+        ("anonymous_id", event.anonymous_id),
+        ("anonymous_id", event.previous_id),
+    ):
+        if value:
+            keys.append((kind, erased.digest(kind, value)))
+    context_traits = event.context.get("traits")
+    for traits in (event.traits, context_traits if isinstance(context_traits, dict) else {}):
+        email = normalize_email(traits.get("email"))
+        if email is not None:
+            keys.append(("email", erased.digest("email", email)))
+    return keys
+
+
+def _named(keys: list[tuple[str, str]], found: set[str]) -> bool:
+    return any(digest in found for _, digest in keys)

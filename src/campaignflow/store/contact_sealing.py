@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaignflow.domain.contacts import ContactRecord
 from campaignflow.errors import SealedDataError
 from campaignflow.security.contact_fields import ContactCipher, contact_context
 from campaignflow.security.envelope import RewrappingSealer
@@ -50,7 +49,7 @@ async def _seal_rows(
     by_workspace: defaultdict[str, list[str]] = defaultdict(list)
     updates: list[dict[str, Any]] = []
     for row in rows:
-        record = ContactRecord(*row[:-1])
+        record = sql.record_of(row[:-1])
         opened, previous = cipher.open(record, row[-1])
         stored = cipher.seal(opened, previous)
         updates.append(

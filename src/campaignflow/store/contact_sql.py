@@ -14,6 +14,7 @@ column names of an UPDATE's SET clause).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -29,8 +30,21 @@ CONTACT_FIELDS = tuple(field.name for field in fields(ContactRecord))
 CONTACT_COLUMNS = tuple(contacts.c[name] for name in CONTACT_FIELDS)
 #: What every read selects: the record's columns, then the sealed sensitive fields.
 STORED_COLUMNS = (*CONTACT_COLUMNS, contacts.c.sealed)
+#: The record's columns the contact writers set: all but ``consent``, which only the consent
+#: store writes (under the row's lock), so resolving events never overwrites a concurrent change.
+RECORD_WRITTEN = tuple(name for name in CONTACT_FIELDS if name != "consent")
 #: What every write sets.
-WRITTEN_FIELDS = (*CONTACT_FIELDS, "sealed", "key_id")
+WRITTEN_FIELDS = (*RECORD_WRITTEN, "sealed", "key_id")
+
+
+def record_of(values: Sequence[Any]) -> ContactRecord:
+    """A record from its columns in :data:`CONTACT_FIELDS` order (a null consent: none)."""
+    workspace_id, contact_id, user_id, email, zone, traits, created, updated, seen, consent = values
+    return ContactRecord(
+        workspace_id, contact_id, user_id, email, zone, traits, created, updated, seen,
+        consent or {},
+    )  # fmt: skip
+
 
 _CONTACT = (
     contacts.c.workspace_id == bindparam("workspace"),

@@ -234,7 +234,7 @@ class ContactStore:
         for kind, value, workspace, contact_id, *rest in rows:  # columns: see sql.lookup
             owners[by_stored[(workspace, kind, value)]] = contact_id
             if (workspace, contact_id) not in contacts:
-                record = ContactRecord(workspace, contact_id, *rest[:-1])
+                record = sql.record_of((workspace, contact_id, *rest[:-1]))
                 contacts[record.key], stored[record.key] = self._cipher.open(record, rest[-1])
         return builtins.list(contacts.values()), owners, stored
 
@@ -310,7 +310,7 @@ class ContactStore:
 
     def _open(self, row: Any) -> tuple[ContactRecord, StoredContact]:
         """A row of :data:`sql.STORED_COLUMNS` as its record (sealed fields put back)."""
-        return self._cipher.open(ContactRecord(*row[:-1]), row[-1])
+        return self._cipher.open(sql.record_of(row[:-1]), row[-1])
 
 
 async def _write_portable(connection: AsyncConnection, plan: _Writes, now: datetime) -> None:
@@ -390,7 +390,7 @@ def _contact_columns(
 
 
 def _contact_row(record: ContactRecord, stored: StoredContact) -> dict[str, Any]:
-    row = {name: getattr(record, name) for name in sql.CONTACT_FIELDS}
+    row = {name: getattr(record, name) for name in sql.RECORD_WRITTEN}
     row.update(email=stored.email, traits=stored.traits, sealed=stored.sealed)
     row["key_id"] = stored.key_id
     return row

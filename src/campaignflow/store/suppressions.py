@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select
+from sqlalchemy import and_, bindparam, delete, or_, select, union
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -25,7 +25,7 @@ from campaignflow.domain.contacts import normalize_email
 from campaignflow.errors import NotFound
 from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.store.database import Database
-from campaignflow.store.tables import suppressions
+from campaignflow.store.tables import erased_identities, suppressions
 from campaignflow.store.workflows import Clock, aware_now, utc_now
 
 _SQLITE_DIGESTS_PER_QUERY = 500  # well under SQLite's bound on host parameters
@@ -46,9 +46,18 @@ _INSERT: dict[str, Insert] = {
     .on_conflict_do_nothing()
     .returning(suppressions.c.email_digest),
 }
-_SUPPRESSED = select(suppressions.c.email_digest).where(
-    suppressions.c.workspace_id == bindparam("workspace"),
-    suppressions.c.email_digest.in_(bindparam("digests", expanding=True)),
+# An erased person's address (erased_identities, kind email) is refused like a suppressed one:
+# the same blind-index digest, so one query answers both.
+_SUPPRESSED = union(
+    select(suppressions.c.email_digest).where(
+        suppressions.c.workspace_id == bindparam("workspace"),
+        suppressions.c.email_digest.in_(bindparam("digests", expanding=True)),
+    ),
+    select(erased_identities.c.digest).where(
+        erased_identities.c.workspace_id == bindparam("workspace"),
+        erased_identities.c.kind == "email",
+        erased_identities.c.digest.in_(bindparam("digests", expanding=True)),
+    ),
 )
 
 
@@ -88,8 +97,9 @@ class SuppressionStore:
         return self._cipher.email_digest(comparable(email))
 
     async def suppressed(self, workspace_id: str, emails: Iterable[str]) -> set[str]:
-        """Which of ``emails`` (as given) are suppressed: one query per few hundred addresses,
-        for the executor to check a send's recipients before sending."""
+        """Which of ``emails`` (as given) are suppressed, or belong to an erased person: one
+        query per few hundred addresses, for the executor to check a send's recipients before
+        sending."""
         by_digest: dict[str, list[str]] = {}
         for email in emails:
             by_digest.setdefault(self.digest(email), []).append(email)

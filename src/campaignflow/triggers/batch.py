@@ -4,7 +4,8 @@ The phases run in this order, each over the whole batch with a constant number o
 
 1. drop events already stored (their ``messageId`` was seen: a retry or a redelivery);
 2. resolve each event's contact (identify and alias merge identities and traits);
-3. store the events; only the events this transaction inserted go on;
+3. store the events; only the events this transaction inserted go on, after applying the
+   consent they carry (Segment's ``context.consent``) to their contacts;
 4. offer each event to the waits of its contact (``wait_for_event`` resumption);
 5. start executions for matching behavior triggers, through dedup keys and entry rules;
 6. end live executions whose exit criteria match — except an execution whose wait took that
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.cel import CelEvaluationError
+from campaignflow.domain.consent import event_changes
 from campaignflow.domain.contacts import ContactRecord
 from campaignflow.domain.events import Event
 from campaignflow.engine.compiled import CompiledWorkflows
@@ -32,6 +34,7 @@ from campaignflow.engine.model import ExecutionStatus
 from campaignflow.engine.waits import wait_takes
 from campaignflow.store import pg_batch
 from campaignflow.store.admission import AdmissionStore, DedupClaim, EntryClaim
+from campaignflow.store.consents import ConsentStore
 from campaignflow.store.contacts import ContactStore
 from campaignflow.store.events import EventStore, event_key
 from campaignflow.store.executions import (
@@ -144,10 +147,19 @@ class _BatchRun:
         fresh = [event for event in unique if event_key(event) not in known]
         contacts = await stores.contacts.resolve_events(connection, fresh, self.now)
         inserted = await stores.events.insert(connection, fresh, [c.id for c in contacts])
-        routed = [
-            _Routed(index, event, contact, _variables(event, contact, self.now))
+        stored = [
+            (index, event, contact)
             for index, (event, contact) in enumerate(zip(fresh, contacts, strict=True))
             if event_key(event) in inserted
+        ]
+        # The consent each event carries, applied before matching: a trigger on
+        # contact.consent.* sees the consent as of the event's own change.
+        consenting = await ConsentStore.record_in(
+            connection, [(contact, event_changes(event)) for _, event, contact in stored], self.now
+        )
+        routed = [
+            _Routed(index, event, contact, _variables(event, contact, self.now))
+            for (index, event, _), contact in zip(stored, consenting, strict=True)
         ]
         self.outcome.events = len(routed)
         self.outcome.duplicates = len(events) - len(routed)

@@ -7,7 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
+from campaignflow.store.database import Database
 from tests.integration.api.conftest import ClientFactory, make_settings
+from tests.integration.api.test_erasures_api import run_erasures
 
 PROBLEM = "application/problem+json"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
@@ -86,18 +88,19 @@ async def test_patch_is_a_json_merge_patch(client: httpx.AsyncClient) -> None:
     ] == []
 
 
-async def test_delete_removes_the_contact_and_frees_its_identities(
-    client: httpx.AsyncClient,
+async def test_delete_erases_the_contact_and_frees_its_identities(
+    client: httpx.AsyncClient, database: Database
 ) -> None:
     created = await create(client, userId="u-1", anonymousId="a-1")
 
-    deleted = await client.delete(f"/api/v1/contacts/{created['id']}")
+    deleted = await client.delete(f"/api/v1/contacts/{created['id']}", params={"suppress": "false"})
 
-    assert deleted.status_code == 204
-    assert deleted.content == b""
+    assert deleted.status_code == 202
+    assert deleted.json()["subject"] == {"contactId": created["id"]}
+    await run_erasures(database)
     assert (await client.get(f"/api/v1/contacts/{created['id']}")).status_code == 404
     assert (await client.delete(f"/api/v1/contacts/{created['id']}")).status_code == 404
-    again = await create(client, userId="u-1", anonymousId="a-1")
+    again = await create(client, userId="u-1", anonymousId="a-1")  # not suppressed: allowed
     assert again["id"] != created["id"]
 
 

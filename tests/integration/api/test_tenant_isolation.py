@@ -22,6 +22,7 @@ BODIES: dict[str, Any] = {
     "update_workflow": workflow("shared", name="Hijacked"),
     "replace_trigger": {"workflowId": "shared", "trigger": {"type": "behavior", "event": "y"}},
     "update_contact": {"traits": {"hijacked": True}},
+    "update_consent": {"purposes": {"email_marketing": False}},
     "update_principal": {"name": "hijacked"},
     "put_grant": {"role": "viewer"},
     "execute_workflow": {"subject": "u1", "input": {}},
@@ -81,6 +82,8 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, str]:
     response = await http.post(sync)
     assert response.status_code == 202, response.text
     run = response.json()
+    erasure = await http.post("/api/v1/erasures", json={"userId": "someone-else"})
+    assert erasure.status_code == 202, erasure.text
     return {
         "workflow_id": "shared",
         "trigger_id": trigger["id"],
@@ -91,6 +94,7 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, str]:
         "execution_id": execution["id"],
         "connection_id": connection["id"],
         "run_id": run["id"],
+        "erasure_id": erasure.json()["id"],
         # No dead letter is seeded: an id of the right shape stands for one; the store's
         # query is the same whether or not A holds it (covered in test_executions_api).
         "dead_letter_id": execution["id"],

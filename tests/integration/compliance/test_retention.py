@@ -3,13 +3,20 @@ batches; the audit log loses only its oldest prefix and still verifies (SQLite a
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, insert, select, text
 
-from campaignflow.compliance.retention import PurgeLimits, RetentionPurger
+from campaignflow.compliance.retention import (
+    PurgeLimits,
+    RetentionPurger,
+    start_retention,
+    stop_retention,
+)
+from campaignflow.compliance.settings import RetentionSettings
 from campaignflow.domain.retention import DEFAULT_POLICY, RetentionPolicy
 from campaignflow.security.audit_chain import AuditEvent
 from campaignflow.services.audit import AuditService
@@ -254,3 +261,23 @@ async def test_a_pass_stops_at_its_batch_budget_and_the_next_pass_finishes(
     assert second["events"].complete
     remaining = await column(database, select(func.count()).select_from(t.events))
     assert remaining == {0}
+
+
+async def test_the_process_loop_purges_at_once_and_stops_cleanly(database: Database) -> None:
+    await seed_workspace(database, "default")
+    old = datetime.now(UTC) - timedelta(days=400)  # past the default 365 days
+    async with database.transaction() as connection:
+        await connection.execute(insert(t.events), [event_row("default", "m1", old, webhook=False)])
+    loop = start_retention(database, RetentionSettings(interval_seconds=3600, pause_seconds=0))
+    assert loop is not None
+    try:
+        for _ in range(100):
+            if await column(database, select(func.count()).select_from(t.events)) == {0}:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the loop's first pass did not purge the old event")
+    finally:
+        await stop_retention(loop)
+    assert loop.task.done()
+    assert start_retention(database, RetentionSettings(enabled=False)) is None

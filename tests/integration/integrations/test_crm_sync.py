@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from campaignflow.api.app import create_app
+from campaignflow.compliance.erasure import ErasureRunner, ErasureWorker, NoStream, utc_now
 from campaignflow.engine.clock import SystemClock
 from campaignflow.engine.runtime import Engine
 from campaignflow.engine.worker import Worker
@@ -32,6 +33,7 @@ from campaignflow.integrations.sync.runner import RunnerOptions, SyncRunner
 from campaignflow.integrations.sync.worker import SyncScheduler, SyncWorker, SyncWorkerOptions
 from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.database import Database
+from campaignflow.store.erasure import ErasureStore
 from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import contact_cipher
 from tests._support.hubspot_crm import TOKEN as HUBSPOT_TOKEN
@@ -518,3 +520,37 @@ async def test_the_processs_own_sync_worker_carries_a_run(platform: Platform) ->
     done = await platform.run(run["id"])
     assert (done["status"], done["counts"]["created"]) == ("succeeded", 1)
     assert (await platform.contact("ivy@example.com"))["traits"]["firstName"] == "Ivy"
+
+
+# ------------------------------------------------------------------------------- erasure
+
+
+async def test_a_pull_does_not_bring_back_a_person_erased_here(platform: Platform) -> None:
+    """An erasure without propagation leaves the person in the CRM; the next pull must not
+    create them again (their address is on the erased list, as a keyed digest)."""
+    platform.crm.add("gone@example.com", firstname="Gone")
+    platform.crm.add("kept@example.com", firstname="Kept")
+    erasure = await platform.ok("POST", "/api/v1/erasures", json={"email": "gone@example.com"})
+    runner = ErasureRunner(
+        ErasureStore(platform.engine.database, platform.engine.contacts.cipher),
+        NoStream(),
+        None,
+        "erasure-test",
+        utc_now,
+    )
+    assert await ErasureWorker(runner).run_once()
+    done = await platform.ok("GET", f"/api/v1/erasures/{erasure['id']}")
+    assert done["status"] == "succeeded"
+
+    await platform.connect({"syncStrategy": "on-demand", "dataMapping": MAPPING})
+    await platform.ok("POST", f"/api/v1/connections/{platform.connection_id}/sync")
+    assert await platform.sync_worker().run_once()
+
+    gone = await platform.ok("GET", "/api/v1/contacts", params={"email": "gone@example.com"})
+    assert gone["items"] == []
+    assert (await platform.contact("kept@example.com"))["traits"]["firstName"] == "Kept"
+    (run,) = await platform.runs()
+    details = await platform.run(run["id"])
+    (error,) = details["errors"]
+    assert "erased" in error["message"]
+    assert "gone@example.com" not in str(details)

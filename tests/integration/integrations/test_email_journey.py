@@ -32,6 +32,7 @@ from campaignflow.integrations.runtime import open_integrations
 from campaignflow.store.database import Database
 from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import contact_cipher
+from tests._support.consent import set_consent
 from tests.contract.prism import PrismUnavailable, prism_servers
 from tests.integration.api.conftest import TOKEN, make_settings
 
@@ -96,6 +97,7 @@ def sendgrid_prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class Platform:
     http: httpx.AsyncClient
     worker: Worker
+    database: Database
 
     async def drain(self) -> None:
         for _ in range(100):
@@ -127,7 +129,7 @@ async def platform(database: Database) -> AsyncIterator[Platform]:
     app = create_app(settings, database=database, engine=engine, integrations=integrations)
     try:
         async with serving(app, bearer(TOKEN)) as http:
-            yield Platform(http, engine.worker(integrations.executors()))
+            yield Platform(http, engine.worker(integrations.executors()), database)
     finally:
         await integrations.aclose()
         await engine.wakeup.aclose()
@@ -165,9 +167,10 @@ async def test_a_mail_sent_through_sendgrid_then_opened_completes_the_journey(
             },
         },
     )
-    await platform.ok(
+    ann = await platform.ok(
         "POST", "/api/v1/contacts", json={"userId": "ann", "email": "ann@example.com"}
     )
+    await set_consent(platform.database, ann["id"], "email_marketing")  # a marketing mail
     await platform.ok("POST", "/api/v1/workflows", json=JOURNEY)
     await platform.ok("POST", "/api/v1/workflows/cart-mail/activate")
     started = await platform.start("ann")
@@ -230,7 +233,10 @@ async def test_a_send_prism_refuses_fails_without_retry_and_reaches_the_dead_let
             "settings": {"baseUrl": sendgrid_prism},
         },
     )
-    await platform.ok("POST", "/api/v1/contacts", json={"userId": "bo", "email": "bo@example.com"})
+    bo = await platform.ok(
+        "POST", "/api/v1/contacts", json={"userId": "bo", "email": "bo@example.com"}
+    )
+    await set_consent(platform.database, bo["id"], "email_marketing")
     await platform.ok("POST", "/api/v1/workflows", json=JOURNEY)
     await platform.ok("POST", "/api/v1/workflows/cart-mail/activate")
     started = await platform.start("bo")

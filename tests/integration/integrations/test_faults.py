@@ -127,6 +127,9 @@ def sending(error_handling: dict[str, Any], on_error: bool) -> dict[str, Any]:
         "config": {
             "action": "sendgrid.send_email",
             "connection": "mail",
+            # About the provider's failures, not the send-time policy: a transactional message
+            # meets only the suppression list (its subject is no contact with consent).
+            "purpose": "transactional",
             "params": {
                 "to": "ada@example.com",
                 "from": "news@example.com",

@@ -153,7 +153,7 @@ async def test_identify_then_track_in_one_batch_gives_the_track_the_identified_c
     assert tracked.id == identified.id
     assert tracked.to_variables() == {
         "id": tracked.id, "userId": "u1", "email": "ada@x.io", "timezone": "Europe/Berlin",
-        "plan": "pro",
+        "plan": "pro", "consent": {},
     }  # fmt: skip
     assert await store.get(WS, tracked.id) == tracked
     assert tracked.last_seen_at == T0 + timedelta(seconds=2)

@@ -103,9 +103,11 @@ def test_to_variables_puts_the_columns_over_the_traits_and_leaves_out_none() -> 
     traits = {"plan": "pro", "email": "Ada@X.io", "id": "x"}
     record = replace(contact("c1", user_id="u1", traits=traits), email="ada@x.io")
 
-    assert record.to_variables() == {"plan": "pro", "email": "ada@x.io", "id": "c1", "userId": "u1"}
+    assert record.to_variables() == {
+        "plan": "pro", "email": "ada@x.io", "id": "c1", "userId": "u1", "consent": {},
+    }  # fmt: skip
     anonymous = contact("c2", traits={"timezone": "nowhere"})
-    assert anonymous.to_variables() == {"timezone": "nowhere", "id": "c2"}
+    assert anonymous.to_variables() == {"timezone": "nowhere", "id": "c2", "consent": {}}
 
 
 @pytest.mark.parametrize(

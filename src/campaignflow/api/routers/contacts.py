@@ -17,11 +17,14 @@ from campaignflow.api.contact_schemas import (
     ContactPatch,
 )
 from campaignflow.api.deps import AppSettings
+from campaignflow.api.erasure_schemas import Erasure
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import Cursor, Limit
+from campaignflow.api.routers.erasures import Erasures, accepted
 from campaignflow.api.schemas import problem_responses, request_body
 from campaignflow.security.rbac import Permission
 from campaignflow.services.contacts import ContactService
+from campaignflow.services.erasures import ErasureRequest
 from campaignflow.store.contacts import ContactStore
 
 router = APIRouter(
@@ -138,17 +141,29 @@ async def update_contact(
 
 @router.delete(
     "/{contact_id}",
-    status_code=HTTPStatus.NO_CONTENT,
-    response_class=Response,
-    dependencies=[authorize(Permission.CONTACTS_WRITE)],
+    status_code=HTTPStatus.ACCEPTED,
+    response_model=Erasure,
+    responses=problem_responses(404),
+    dependencies=[authorize(Permission.CONTACTS_ERASE)],
 )
 async def delete_contact(
-    contact_id: ContactId, principal: CurrentPrincipal, service: Contacts
-) -> Response:
-    """Delete the contact and its identities: events from them later make a new contact.
-
-    Not yet a GDPR erasure: the contact's stored events and the executions about it stay;
-    erasing those too comes with the privacy work.
-    """
-    await service.delete(principal.workspace_id, contact_id)
-    return Response(status_code=HTTPStatus.NO_CONTENT)
+    *,
+    contact_id: ContactId,
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    service: Contacts,
+    erasures: Erasures,
+    propagate: Annotated[
+        bool, Query(description="Also ask connected CRMs and email providers to delete it.")
+    ] = False,
+    suppress: Annotated[
+        bool, Query(description="Keep digests of its identities so its data cannot come back.")
+    ] = True,
+) -> Erasure:
+    """Erase the contact (GDPR Art. 17): everything held about the person, as
+    `POST /erasures` does. Answers `202` with the erasure job; follow it at `Location`."""
+    await service.get(principal.workspace_id, contact_id)  # 404 for a contact that is not
+    asked = ErasureRequest(contact_id=contact_id, propagate=propagate, suppress=suppress)
+    job = await erasures.request(principal.workspace_id, asked, principal.subject)
+    return accepted(request, response, job)

@@ -240,6 +240,7 @@ AMAZON_SES = Connector(
             params=SendEmailParams,
             request=send_email_request,
             output=send_output,
+            channel="email",
             recipients=lambda params: params.recipients,
             provider_message_id=message_id,
         ),

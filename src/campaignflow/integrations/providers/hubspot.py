@@ -291,6 +291,31 @@ def associate_request(params: AssociateParams, _ctx: RequestContext) -> Outbound
     return OutboundRequest("PUT", f"{origin}/{target}", json=[label])
 
 
+class GdprDeleteParams(Params):
+    """Permanently deletes a contact under GDPR (HubSpot also blocks the address from being
+    re-created by forms or imports): by its record id, or by its e-mail address."""
+
+    object_id: str | None = Field(
+        None, min_length=1, max_length=100, description="The contact's record id."
+    )
+    email: EmailAddress | None = Field(None, description="The contact's address.")
+
+    @model_validator(mode="after")
+    def _one_of_them(self) -> Self:
+        if (self.object_id is None) == (self.email is None):
+            raise ValueError("give objectId or email, not both")
+        return self
+
+
+def gdpr_delete_request(params: GdprDeleteParams, _ctx: RequestContext) -> OutboundRequest:
+    body = (
+        {"objectId": params.object_id}
+        if params.object_id is not None
+        else {"objectId": params.email, "idProperty": "email"}
+    )
+    return OutboundRequest("POST", "/crm/v3/objects/contacts/gdpr-delete", json=body)
+
+
 def ping_request(_ctx: RequestContext) -> OutboundRequest:
     """One contact, without properties: the cheapest call that needs the contacts scope."""
     return OutboundRequest(
@@ -315,6 +340,7 @@ HUBSPOT = Connector(
             params=SendTransactionalEmailParams,
             request=send_transactional_email_request,
             output=send_output,
+            channel="email",
             recipients=lambda params: params.recipients,
             provider_message_id=status_id,
         ),
@@ -344,6 +370,12 @@ HUBSPOT = Connector(
             summary="Associate two records, with the default or a labelled association type.",
             params=AssociateParams,
             request=associate_request,
+        ),
+        Operation(
+            name="gdpr_delete",
+            summary="Permanently delete a contact under GDPR, by record id or e-mail address.",
+            params=GdprDeleteParams,
+            request=gdpr_delete_request,
         ),
     ),
     # Private apps on Free/Starter: 100 requests per 10 s, shared by the whole account

@@ -162,6 +162,45 @@ def update_tags_request(params: UpdateTagsParams, _ctx: RequestContext) -> Outbo
     return OutboundRequest("POST", _member_path(params.list_id, params.email) + "/tags", json=body)
 
 
+class DeleteMemberParams(Params):
+    """Permanently deletes an audience member and their data; Mailchimp keeps no copy and the
+    address cannot be re-imported (only re-subscribe by the person). How an erasure is
+    propagated."""
+
+    list_id: ListId = Field(description="The audience (list) id.")
+    email: EmailAddress = Field(description="The member's address.")
+
+
+def delete_member_request(params: DeleteMemberParams, _ctx: RequestContext) -> OutboundRequest:
+    path = _member_path(params.list_id, params.email) + "/actions/delete-permanent"
+    return OutboundRequest("POST", path)
+
+
+class FindMemberListsParams(Params):
+    """Finds the audiences an address is a member of (Mailchimp's member search, exact
+    matches): where an erased address must be deleted."""
+
+    email: EmailAddress = Field(description="The member's address.")
+
+
+def find_member_lists_request(
+    params: FindMemberListsParams, _ctx: RequestContext
+) -> OutboundRequest:
+    return OutboundRequest("GET", "/search-members", query={"query": params.email})
+
+
+def find_member_lists_output(response: ProviderResponse) -> dict[str, Any]:
+    """``listIds``: the audiences of the exact matches."""
+    matches = body_field(response, "exact_matches")
+    members = matches.get("members") if isinstance(matches, dict) else None
+    ids = (
+        [m.get("list_id") for m in members if isinstance(m, dict)]
+        if isinstance(members, list)
+        else []
+    )
+    return {"status": response.status, "listIds": sorted({i for i in ids if isinstance(i, str)})}
+
+
 def ping_request(_ctx: RequestContext) -> OutboundRequest:
     return OutboundRequest("GET", "/ping")
 
@@ -189,6 +228,19 @@ MAILCHIMP_MARKETING = Connector(
             summary="Add or remove tags on an audience member.",
             params=UpdateTagsParams,
             request=update_tags_request,
+        ),
+        Operation(
+            name="delete_member_permanently",
+            summary="Permanently delete an audience member and their data.",
+            params=DeleteMemberParams,
+            request=delete_member_request,
+        ),
+        Operation(
+            name="find_member_lists",
+            summary="Find the audiences an address is a member of.",
+            params=FindMemberListsParams,
+            request=find_member_lists_request,
+            output=find_member_lists_output,
         ),
     ),
     # Mailchimp limits concurrency (10 connections per user), not rate, and sends no rate

@@ -186,6 +186,21 @@ def send_output(response: ProviderResponse) -> dict[str, Any]:
     return {"status": response.status, "results": results, "refused": refused}
 
 
+class RejectAddParams(Params):
+    """Adds an address to the rejection denylist: Mandrill sends it nothing again (how an
+    erasure is propagated)."""
+
+    email: EmailAddress = Field(description="The address to block.")
+    comment: str | None = Field(None, max_length=200, description="Why, for the account's records.")
+
+
+def reject_add_request(params: RejectAddParams, _ctx: RequestContext) -> OutboundRequest:
+    body: dict[str, Any] = {"email": params.email}
+    if params.comment is not None:
+        body["comment"] = params.comment
+    return OutboundRequest("POST", "/rejects/add", json=body)
+
+
 def ping_request(_ctx: RequestContext) -> OutboundRequest:
     """``users/ping2`` checks the key and answers JSON (``users/ping`` answers a bare string)."""
     return OutboundRequest("POST", "/users/ping2", json={})
@@ -208,6 +223,7 @@ MAILCHIMP_TRANSACTIONAL = Connector(
             params=SendMessageParams,
             request=send_message_request,
             output=send_output,
+            channel="email",
             recipients=lambda params: params.recipients,
             provider_message_id=message_id,
         ),
@@ -217,8 +233,15 @@ MAILCHIMP_TRANSACTIONAL = Connector(
             params=SendTemplateParams,
             request=send_template_request,
             output=send_output,
+            channel="email",
             recipients=lambda params: params.recipients,
             provider_message_id=message_id,
+        ),
+        Operation(
+            name="reject_add",
+            summary="Add an address to the rejection denylist (nothing is sent to it again).",
+            params=RejectAddParams,
+            request=reject_add_request,
         ),
     ),
     # No published request limit (an hourly send quota tied to reputation, NOTES §5): a

@@ -260,6 +260,7 @@ MAILGUN = Connector(
             params=SendMessageParams,
             request=send_message_request,
             output=send_output,
+            channel="email",
             recipients=lambda params: params.recipients,
             provider_message_id=message_id,
         ),

@@ -253,6 +253,17 @@ def update_person_request(params: UpdatePersonParams, _ctx: RequestContext) -> O
     return OutboundRequest("PATCH", f"{V2}/persons/{params.id}", json=body)
 
 
+class DeletePersonParams(Params):
+    """Deletes a person (Pipedrive keeps deleted persons 30 days, then removes them for
+    good): how an erasure is propagated to a linked CRM record."""
+
+    id: EntityId = Field(description="The person's id.")
+
+
+def delete_person_request(params: DeletePersonParams, _ctx: RequestContext) -> OutboundRequest:
+    return OutboundRequest("DELETE", f"{V2}/persons/{params.id}")
+
+
 class FindPersonParams(Params):
     """Looks a person up by e-mail address (exact, case-insensitive match)."""
 
@@ -496,6 +507,12 @@ PIPEDRIVE = Connector(
             params=UpdatePersonParams,
             request=update_person_request,
             output=record_output,
+        ),
+        Operation(
+            name="delete_person",
+            summary="Delete a person (removed for good after 30 days).",
+            params=DeletePersonParams,
+            request=delete_person_request,
         ),
         Operation(
             name="create_deal",

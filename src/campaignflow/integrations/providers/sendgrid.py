@@ -240,6 +240,20 @@ def create_list_output(response: ProviderResponse) -> dict[str, JsonValue]:
     return {"status": response.status, "id": body_field(response, "id")}
 
 
+class SuppressGlobalParams(Params):
+    """Adds addresses to the account's global suppressions: SendGrid sends them nothing
+    again, from any workflow or tool (how an erasure is propagated)."""
+
+    emails: list[EmailAddress] = Field(
+        min_length=1, max_length=1000, description="The addresses to suppress."
+    )
+
+
+def suppress_global_request(params: SuppressGlobalParams, _ctx: RequestContext) -> OutboundRequest:
+    body = {"recipient_emails": list(dict.fromkeys(params.emails))}
+    return OutboundRequest("POST", "/v3/asm/suppressions/global", json=body)
+
+
 def ping_request(_ctx: RequestContext) -> OutboundRequest:
     """Cheapest authenticated read: one list."""
     return OutboundRequest("GET", "/v3/marketing/lists", query={"page_size": "1"})
@@ -263,6 +277,7 @@ SENDGRID = Connector(
             params=SendEmailParams,
             request=send_email_request,
             output=send_email_output,
+            channel="email",
             recipients=lambda params: params.recipients,
             provider_message_id=message_id,
         ),
@@ -279,6 +294,12 @@ SENDGRID = Connector(
             params=CreateListParams,
             request=create_list_request,
             output=create_list_output,
+        ),
+        Operation(
+            name="suppress_global",
+            summary="Add addresses to the global suppressions (nothing is sent to them again).",
+            params=SuppressGlobalParams,
+            request=suppress_global_request,
         ),
     ),
     # SendGrid publishes no per-endpoint numbers (NOTES §5); 600/min is its only documented

@@ -265,6 +265,7 @@ TWILIO = Connector(
             params=SendSmsParams,
             request=send_sms_request,
             output=send_sms_output,
+            channel="sms",
             recipients=lambda params: [params.to],
             provider_message_id=message_sid,
         ),

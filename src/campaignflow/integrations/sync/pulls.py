@@ -31,6 +31,7 @@ from campaignflow.integrations.sync.pushes import Push, Pusher
 from campaignflow.integrations.sync.run import RunContext, ValueDigests
 from campaignflow.store.contacts import ContactStore
 from campaignflow.store.crm_sync import FieldSource, Progress, RecordError, SyncLink, SyncStore
+from campaignflow.store.erasure import ErasedIdentities
 
 EventSink = Callable[[list[Event]], Awaitable[None]]
 
@@ -58,6 +59,7 @@ class PageApplier:
         publish: EventSink,
         digest: ValueDigests,
         now: Callable[[], datetime],
+        erased: ErasedIdentities | None = None,
     ) -> None:
         self._store = store
         self._contacts = contacts
@@ -65,6 +67,7 @@ class PageApplier:
         self._publish = publish
         self._digest = digest
         self._now = now
+        self._erased = erased
 
     async def apply(
         self, ctx: RunContext, records: Sequence[RemoteRecord], policy: MergePolicy
@@ -195,15 +198,11 @@ class PageApplier:
             ctx.stats.updated += 1
             return updated, False
         address = normalize_email(record.email if email is KEEP else email)
-        if address is None:
+        refusal = await self._cannot_create(workspace, address)
+        if refusal is not None or address is None:
             ctx.stats.skipped += 1
             progress.errors.append(
-                RecordError(
-                    f"remote:{record.remote_id}",
-                    "pull",
-                    "the record has no e-mail address, so no contact is created for it",
-                    False,
-                )
+                RecordError(f"remote:{record.remote_id}", "pull", refusal or "", False)
             )
             return None, False
         traits = {name: value for name, value in pulled.items() if value is not None}
@@ -218,6 +217,22 @@ class PageApplier:
             return found, False
         ctx.stats.created += 1
         return created, True
+
+    async def _cannot_create(self, workspace_id: str, address: str | None) -> str | None:
+        """Why no contact is created from a record, or ``None``. Without an address the
+        record could not be matched again (each run would create another contact); a person
+        erased here must not come back (an erasure without propagation leaves them in the
+        CRM)."""
+        if address is None:
+            return "the record has no e-mail address, so no contact is created for it"
+        if self._erased is not None:
+            key = ("email", self._erased.digest("email", address))
+            if await self._erased.erased(workspace_id, [key]):
+                return (
+                    "the person was erased here (GDPR Art. 17): no contact is created again; "
+                    "erase the record in the CRM too"
+                )
+        return None
 
     def _note_sources(
         self,

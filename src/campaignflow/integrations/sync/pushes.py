@@ -4,22 +4,28 @@ A contact's push carries its link as it was and as it will be once the CRM took 
 adapter answers per record (Salesforce collections, HubSpot's 207, Pipedrive one by one); a
 refusal of a whole batch is retried record by record, so one bad record cannot fail the others.
 A refused record keeps the values agreed before for the fields it pushed — its change stays
-pending — and is marked for a retry on its own by the next run.
+pending — and is marked for a retry on its own by the next run. Each record the CRM took is a
+processing of the person's data (GDPR Art. 30): one entry per record, written per batch.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from campaignflow.domain.contacts import ContactRecord
+from campaignflow.domain.processing import Activity, ProcessingEntry, Purpose, recipient_of
 from campaignflow.domain.record_merge import plan_local_changes
-from campaignflow.errors import ClientError
+from campaignflow.errors import CampaignflowError, ClientError
 from campaignflow.integrations.crm import PushRecord, PushResult
 from campaignflow.integrations.sync.requests import CrmRequests, RefusedRequest
 from campaignflow.integrations.sync.run import RunContext, ValueDigests
 from campaignflow.store.crm_sync import Progress, RecordError, SyncLink, SyncStore
+from campaignflow.store.processing_log import ProcessingLogStore
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +45,13 @@ class Pusher:
         requests: CrmRequests,
         digest: ValueDigests,
         now: Callable[[], datetime],
+        processing: ProcessingLogStore | None = None,
     ) -> None:
         self._store = store
         self._requests = requests
         self._digest = digest
         self._now = now
+        self._processing = processing or ProcessingLogStore(store.database)
 
     async def push_contacts(
         self,
@@ -113,6 +121,32 @@ class Pusher:
             ]
         for push, result in zip(batch, results, strict=True):
             replace_link(progress, self._pushed(ctx, push, result, progress))
+        await self._record(ctx, [push for push, r in zip(batch, results, strict=True) if r.ok])
+
+    async def _record(self, ctx: RunContext, pushed: Sequence[Push]) -> None:
+        """The records of processing of the contacts the CRM took (the field names, never
+        the values). The CRM has them by now: a failure to write is logged, not raised,
+        since failing the run would push them again."""
+        if not pushed:
+            return
+        recipient = recipient_of(ctx.provider, ctx.connection.record.name)
+        at = self._now()
+        entries = [
+            ProcessingEntry.of(
+                workspace_id=ctx.run.workspace_id,
+                contact_id=push.contact.id,
+                occurred_at=at,
+                activity=Activity.CRM_SYNC,
+                purpose=Purpose.CRM_SYNC,
+                recipient=recipient,
+                details={"run": ctx.run.id, "fields": sorted(push.record.fields)},
+            )
+            for push in pushed
+        ]
+        try:
+            await self._processing.add(entries)
+        except CampaignflowError:
+            logger.warning("sync run %s: processing log not written", ctx.run.id, exc_info=True)
 
     def _pushed(
         self, ctx: RunContext, push: Push, result: PushResult, progress: Progress

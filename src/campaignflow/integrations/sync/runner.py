@@ -41,6 +41,9 @@ from campaignflow.store.crm_sync import (
     SyncRun,
     SyncStore,
 )
+from campaignflow.store.erasure import ErasedIdentities
+
+ERASED_CACHE_SECONDS = 5.0  # see engine.runtime: how fast an erasure reaches other processes
 
 __all__ = ["EventSink", "RunnerOptions", "Sender", "SyncRunner"]
 
@@ -77,6 +80,7 @@ class SyncRunner:
             publish=publish,
             digest=self._digest,
             now=now,
+            erased=ErasedIdentities(store.database, contacts.cipher, ERASED_CACHE_SECONDS),
         )
 
     async def run(self, run: SyncRun) -> str:
