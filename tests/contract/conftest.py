@@ -17,6 +17,7 @@ SPEC_FILES: Mapping[str, str] = {
     "sendgrid_mail": "sendgrid/tsg_mail_v3.json",
     "sendgrid_contacts": "sendgrid/tsg_mc_contacts_v3.json",
     "sendgrid_lists": "sendgrid/tsg_mc_lists_v3.json",
+    "sendgrid_suppressions": "sendgrid/tsg_suppressions_v3.json",
     "mandrill": "mailchimp-transactional/transactional.openapi.json",
     "mailchimp_marketing": "mailchimp-marketing/marketing.swagger2.json",
 }

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -147,6 +148,22 @@ async def test_create_list_requests_satisfy_the_lists_spec(
     verdict = await send(http, operation_request(SENDGRID, "create_list", {"name": name}, ctx))
     assert verdict.accepted, verdict.messages()
     assert verdict.status == 201
+
+
+@few
+@given(addresses=st.lists(emails, min_size=1, max_size=5, unique=True))
+async def test_suppress_global_requests_satisfy_the_suppressions_spec(
+    prism: Mapping[str, str], http: aiohttp.ClientSession, addresses: list[str]
+) -> None:
+    """What an erasure's propagation sends: the addresses, once each (a repeat is folded)."""
+    ctx = _sendgrid(prism, "sendgrid_suppressions")
+    params = {"emails": [*addresses, addresses[0]]}
+    request = operation_request(SENDGRID, "suppress_global", params, ctx)
+    verdict = await send(http, request)
+    assert verdict.accepted, verdict.messages()
+    assert verdict.status == 201
+    assert request.body is not None
+    assert orjson.loads(request.body) == {"recipient_emails": addresses}
 
 
 async def test_the_connection_test_request_satisfies_the_lists_spec(

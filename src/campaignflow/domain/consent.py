@@ -145,6 +145,21 @@ def to_document(state: Mapping[str, PurposeConsent]) -> ConsentDocument:
     }
 
 
+def merge_documents(
+    survivor: Mapping[str, Any] | None, absorbed: Mapping[str, Any] | None
+) -> ConsentDocument:
+    """The consent of two contacts found to be one person: per purpose, the later statement
+    (the survivor's on a tie). A banner accepted while anonymous survives the identify that
+    merges the visitor into the known contact, and a withdrawal made on either side stands
+    if it is the latest."""
+    state = read_state(survivor)
+    for purpose, entry in read_state(absorbed).items():
+        mine = state.get(purpose)
+        if mine is None or entry.at > mine.at:
+            state[purpose] = entry
+    return to_document(state)
+
+
 def granted_purposes(document: Mapping[str, Any] | None) -> dict[str, bool]:
     """``{purpose: granted}``: CEL's and the templates' ``contact.consent``. On the router's
     hot path, so it reads the document as is rather than parsing instants."""

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Final, Literal
 
-from campaignflow.domain.consent import granted_purposes
+from campaignflow.domain.consent import granted_purposes, merge_documents
 from campaignflow.domain.schedules import ScheduleError, check_timezone
 
 IdentityKind = Literal["user_id", "anonymous_id", "email"]
@@ -142,7 +142,8 @@ def merge_contacts(
 ) -> ContactRecord:
     """The survivor after absorbing the other: the absorbed traits under its own, its own
     userId, email and time zone where it has them, known since the earlier creation, seen
-    last at the later sighting. (Identities move to it: the caller re-points them.)"""
+    last at the later sighting, the later consent per purpose. (Identities, consent history
+    and the other rows of the absorbed contact move to it: the store re-points them.)"""
     seen = [at for at in (survivor.last_seen_at, absorbed.last_seen_at) if at is not None]
     return replace(
         survivor,
@@ -153,6 +154,9 @@ def merge_contacts(
         created_at=min(survivor.created_at, absorbed.created_at),
         updated_at=now,
         last_seen_at=max(seen, default=None),
+        consent=merge_documents(survivor.consent, absorbed.consent)
+        if absorbed.consent
+        else survivor.consent,
     )
 
 

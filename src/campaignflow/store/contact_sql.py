@@ -22,8 +22,13 @@ from sqlalchemy import Select, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaignflow.domain.contacts import ContactRecord
+from campaignflow.store.tables import (
+    consent_records,
+    contacts,
+    frequency_ledger,
+    processing_log,
+)
 from campaignflow.store.tables import contact_identities as identities
-from campaignflow.store.tables import contacts
 
 # In the order of ContactRecord's fields, so a row builds a record positionally.
 CONTACT_FIELDS = tuple(field.name for field in fields(ContactRecord))
@@ -313,3 +318,20 @@ DELETE FROM contacts c
 USING unnest($1::text[], $2::text[]) AS k(workspace_id, id)
 WHERE c.workspace_id = k.workspace_id AND c.id = k.id
 """
+
+
+# A merge moves what belonged to the absorbed contact to its survivor (store.contacts).
+MOVE_ABSORBED_ROWS = tuple(
+    update(table)
+    .where(
+        table.c.workspace_id == bindparam("b_workspace"),
+        table.c.contact_id == bindparam("b_absorbed"),
+    )
+    .values(contact_id=bindparam("b_survivor"))
+    for table in (consent_records, processing_log, frequency_ledger)
+)
+SET_CONSENT = (
+    update(contacts)
+    .where(contacts.c.workspace_id == bindparam("b_workspace"), contacts.c.id == bindparam("b_id"))
+    .values(consent=bindparam("consent"))
+)

@@ -62,6 +62,12 @@ class _Writes:
     inserts: builtins.list[tuple[ContactRecord, StoredContact]]
     updates: builtins.list[tuple[ContactRecord, StoredContact]]
 
+    def survivors(self) -> dict[tuple[str, str], ContactRecord]:
+        """The contacts that absorbed another, as written, by (workspace, id)."""
+        wanted = {(workspace, survivor) for workspace, _, survivor in self.absorbed}
+        written = [record for record, _ in (*self.inserts, *self.updates)]
+        return {record.key: record for record in written if record.key in wanted}
+
 
 class ContactStore:
     """Contacts on a :class:`Database`, their sensitive fields sealed by ``cipher``."""
@@ -258,6 +264,8 @@ class ContactStore:
         :class:`_IdentityTaken` if one was taken meanwhile), then the contacts are written."""
         write = _write_pg if self._db.dialect == "postgresql" else _write_portable
         await write(connection, writes, now)
+        if writes.absorbed:
+            await _move_absorbed_rows(connection, writes)
 
     # ------------------------------------------------------------------ time triggers
 
@@ -311,6 +319,26 @@ class ContactStore:
     def _open(self, row: Any) -> tuple[ContactRecord, StoredContact]:
         """A row of :data:`sql.STORED_COLUMNS` as its record (sealed fields put back)."""
         return self._cipher.open(sql.record_of(row[:-1]), row[-1])
+
+
+async def _move_absorbed_rows(connection: AsyncConnection, writes: _Writes) -> None:
+    """What belonged to an absorbed contact moves to its survivor: the consent history and the
+    records of processing and frequency caps (so the person's erasure and export find them),
+    and the merged consent (the contact writers never write that column; merges are rare, so
+    plain statements do)."""
+    moves = [
+        {"b_workspace": workspace, "b_absorbed": absorbed, "b_survivor": survivor}
+        for workspace, absorbed, survivor in writes.absorbed
+    ]
+    for statement in sql.MOVE_ABSORBED_ROWS:
+        await connection.execute(statement, moves)
+    consents = [
+        {"b_workspace": record.workspace_id, "b_id": record.id, "consent": dict(record.consent)}
+        for record in writes.survivors().values()
+        if record.consent
+    ]
+    if consents:
+        await connection.execute(sql.SET_CONSENT, consents)
 
 
 async def _write_portable(connection: AsyncConnection, plan: _Writes, now: datetime) -> None:

@@ -293,3 +293,44 @@ async def test_a_batch_without_consent_costs_no_statement(
 
     assert records == [ada, ada]
     assert not [s for s in statements if "consent" in s.lower()]
+
+
+async def test_a_merge_keeps_the_later_consent_per_purpose_and_moves_the_history(
+    database: Database,
+) -> None:
+    """A banner accepted while anonymous survives the identify that merges the visitor into
+    the known contact; the history (with its proof) moves too, so erasure and export find it."""
+    contacts = ContactStore(database, contact_cipher())
+    consents = ConsentStore(database)
+    at = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    async def resolve(*events: Event) -> list[ContactRecord]:
+        async with database.transaction() as connection:
+            return await contacts.resolve_events(connection, events, at)
+
+    def seen(message: str, **fields: Any) -> Event:
+        return Event(
+            workspace_id="ws", message_id=message, type="identify", timestamp=at,
+            received_at=at, **fields,
+        )  # fmt: skip
+
+    (visitor,) = await resolve(seen("m1", anonymous_id="a1"))
+    (known,) = await resolve(seen("m2", user_id="u1"))
+    banner = ConsentChange("tracking", True, "api", at + timedelta(minutes=1), explicit=True)
+    older = ConsentChange("email_marketing", True, "api", at, explicit=True)
+    newer = ConsentChange("email_marketing", False, "api", at + timedelta(minutes=2))
+    await consents.record("ws", visitor.id, [banner, older], at)
+    await consents.record("ws", known.id, [newer], at)
+
+    (merged,) = await resolve(seen("m3", user_id="u1", anonymous_id="a1"))
+
+    assert merged.id == known.id
+    assert merged.to_variables()["consent"] == {"tracking": True, "email_marketing": False}
+    stored = await consents.current("ws", known.id)
+    assert {purpose: entry["granted"] for purpose, entry in stored.items()} == {
+        "tracking": True,
+        "email_marketing": False,
+    }
+    async with database.read() as connection:
+        owners = {row[0] for row in await connection.execute(select(consent_records.c.contact_id))}
+    assert owners == {known.id}

@@ -19,6 +19,7 @@ from campaignflow.domain.consent import (
     event_changes,
     granted_purposes,
     is_purpose,
+    merge_documents,
     purpose_from_category,
     read_state,
     to_document,
@@ -345,3 +346,23 @@ def test_the_consent_column_wins_over_a_trait_of_that_name() -> None:
     record = ContactRecord("acme", "c1", None, None, None, {"consent": "yes"}, T0, T0, None)
 
     assert record.to_variables()["consent"] == {}
+
+
+@given(changes_strategy, changes_strategy)
+def test_a_merge_keeps_each_purposes_later_statement(
+    survivors: list[ConsentChange], absorbed: list[ConsentChange]
+) -> None:
+    mine = to_document(apply_changes({}, survivors).state)
+    theirs = to_document(apply_changes({}, absorbed).state)
+
+    merged = read_state(merge_documents(mine, theirs))
+
+    assert set(merged) == set(read_state(mine)) | set(read_state(theirs))
+    for purpose, entry in merged.items():
+        candidates = [
+            state[purpose] for state in (read_state(mine), read_state(theirs)) if purpose in state
+        ]
+        assert entry.at == max(candidate.at for candidate in candidates)
+        if purpose in read_state(mine) and read_state(mine)[purpose].at == entry.at:
+            assert entry == read_state(mine)[purpose]  # a tie keeps the survivor's
+    assert merge_documents(mine, None) == to_document(read_state(mine))
