@@ -31,6 +31,11 @@ class StorageError(CampaignflowError):
     """The database could not complete the operation."""
 
 
+class LeaseLost(StorageError):
+    """Another worker took the leased work over (this one was presumed dead): stop, write
+    nothing."""
+
+
 class DatabaseUnavailable(StorageError):
     """The database is not reachable."""
 

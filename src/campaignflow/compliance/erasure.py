@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,15 +30,16 @@ from redis.asyncio import Redis
 from campaignflow.domain.contacts import normalize_email
 from campaignflow.domain.events import Event, decode_events, encode_events
 from campaignflow.engine.actions import ActionFailed
-from campaignflow.errors import CampaignflowError, StorageError
+from campaignflow.errors import CampaignflowError, LeaseLost, StorageError
 from campaignflow.integrations.connections import ConnectionResolver, ResolvedConnection
 from campaignflow.integrations.connector import OutboundRequest, ProviderResponse, RequestContext
 from campaignflow.integrations.providers.mailchimp_marketing import find_member_lists_output
 from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.store.connections import ConnectionRecord, ConnectionStore
 from campaignflow.store.database import Database
-from campaignflow.store.erasure import ErasureJob, ErasureStore, Identities, LeaseLost
+from campaignflow.store.erasure import ErasureJob, ErasureStore, Identities
 from campaignflow.store.personal_data import Person
+from campaignflow.store.workflows import utc_now
 
 if TYPE_CHECKING:
     from campaignflow.config import Settings
@@ -416,10 +417,6 @@ def start_erasures(
 async def stop_erasures(loop: ErasureLoop | None) -> None:
     if loop is not None:
         await loop.stop()
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def stream_cleaner_for(redis_url: str | None, *, prefix: str, shards: int) -> StreamCleaner:

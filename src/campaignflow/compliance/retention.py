@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from campaignflow.domain.retention import DATA_CLASSES, DataClass, PurgeOutcome, RetentionPolicy
@@ -27,6 +27,7 @@ from campaignflow.errors import CampaignflowError
 from campaignflow.services.retention import RetentionService
 from campaignflow.store.database import Database
 from campaignflow.store.retention import RetentionStore
+from campaignflow.store.workflows import utc_now
 
 if TYPE_CHECKING:
     from campaignflow.compliance.settings import RetentionSettings
@@ -150,7 +151,3 @@ def start_retention(database: Database, settings: RetentionSettings) -> Retentio
 async def stop_retention(loop: RetentionLoop | None) -> None:
     if loop is not None:
         await loop.stop()
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -34,10 +34,6 @@ from campaignflow.triggers.fanout import FanOutStores
 from campaignflow.triggers.router import EventRouter, RouterOptions
 from campaignflow.triggers.scheduler import SchedulerOptions, TimeScheduler
 
-# How long a process trusts "this workspace has erased nobody" before asking again: an erasure
-# takes effect on other processes' ingestion within this time (its job writes the digests first).
-ERASED_CACHE_SECONDS = 5.0
-
 
 @dataclass(frozen=True, slots=True)
 class Engine:
@@ -85,7 +81,7 @@ class Engine:
             clock or SystemClock(),
             bus or InProcessBus(),
             ContactStore(database, contact_cipher),
-            ErasedIdentities(database, contact_cipher, ERASED_CACHE_SECONDS),
+            ErasedIdentities(database, contact_cipher),
         )
 
     def service(self) -> ExecutionService:

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from campaignflow.domain.contacts import normalize_email
 from campaignflow.errors import InvalidValue
 from campaignflow.store.erasure import ErasureJob, ErasureStore, Identities, identity_digest
+from campaignflow.store.workflows import utc_now
 
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.record_merge import FieldBase
-from campaignflow.errors import Conflict, NotFound, StorageError
+from campaignflow.errors import Conflict, LeaseLost, NotFound
 from campaignflow.store.database import Database, integrity_kind
 from campaignflow.store.ids import new_id
 from campaignflow.store.tables import (
@@ -38,10 +38,6 @@ from campaignflow.store.tables import (
 
 ACTIVE = ("queued", "running")
 MAX_ERROR_MESSAGE = 1000
-
-
-class LeaseLost(StorageError):
-    """Another worker took the run over (this one was presumed dead): stop, write nothing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.contacts import EMAIL, normalize_email
-from campaignflow.errors import NotFound, StorageError
+from campaignflow.errors import LeaseLost, NotFound
 from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.security.ttl_cache import TTLCache
 from campaignflow.store import personal_data as pd
@@ -52,10 +52,6 @@ EXECUTIONS_PER_BATCH = 100
 MAX_ERROR = 1000
 _DIGESTS_PER_QUERY = 400  # two parameters each: well under SQLite's bound
 PHONE_KEYS = ("phone", "phonenumber", "phone_number", "mobile")
-
-
-class LeaseLost(StorageError):
-    """Another worker holds the erasure job now (this one was presumed dead): stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,7 +563,9 @@ class ErasedIdentities:
     within that time (its job writes the digests before it deletes anything).
     """
 
-    def __init__(self, database: Database, cipher: ContactCipher, cache_seconds: float) -> None:
+    def __init__(
+        self, database: Database, cipher: ContactCipher, cache_seconds: float = 5.0
+    ) -> None:
         self._db = database
         self._cipher = cipher
         self._any: TTLCache[str, bool] = TTLCache(cache_seconds)

@@ -16,12 +16,13 @@ from campaignflow.compliance.erasure import ErasureOptions, ErasureRunner, NoStr
 from campaignflow.domain.contacts import NewContact
 from campaignflow.domain.events import Event, decode_events
 from campaignflow.engine.clock import ManualClock
+from campaignflow.errors import LeaseLost
 from campaignflow.services.erasures import ErasureRequest, ErasureService
 from campaignflow.services.ingest import IngestService
 from campaignflow.store import personal_data as pd
 from campaignflow.store.contacts import ContactStore
 from campaignflow.store.database import Database
-from campaignflow.store.erasure import ErasedIdentities, ErasureJob, ErasureStore, LeaseLost
+from campaignflow.store.erasure import ErasedIdentities, ErasureJob, ErasureStore
 from campaignflow.store.ids import new_id
 from campaignflow.store.suppressions import SuppressionStore
 from campaignflow.store.tables import contacts, erased_identities, events

@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from campaignflow.domain.record_merge import FieldBase
-from campaignflow.errors import Conflict, NotFound
+from campaignflow.errors import Conflict, LeaseLost, NotFound
 from campaignflow.store.connections import ConnectionStore, NewConnection
 from campaignflow.store.crm_sync import (
     FieldSource,
-    LeaseLost,
     Progress,
     RecordError,
     SyncLink,

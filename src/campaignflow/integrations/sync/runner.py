@@ -43,8 +43,6 @@ from campaignflow.store.crm_sync import (
 )
 from campaignflow.store.erasure import ErasedIdentities
 
-ERASED_CACHE_SECONDS = 5.0  # see engine.runtime: how fast an erasure reaches other processes
-
 __all__ = ["EventSink", "RunnerOptions", "Sender", "SyncRunner"]
 
 
@@ -80,7 +78,7 @@ class SyncRunner:
             publish=publish,
             digest=self._digest,
             now=now,
-            erased=ErasedIdentities(store.database, contacts.cipher, ERASED_CACHE_SECONDS),
+            erased=ErasedIdentities(store.database, contacts.cipher),
         )
 
     async def run(self, run: SyncRun) -> str:
