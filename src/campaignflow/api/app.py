@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 
 from campaignflow import __version__
 from campaignflow.api.audit_middleware import install_audit
@@ -76,6 +76,28 @@ _USAGE_FLUSH_SECONDS = 30.0
 _PURGE_EVERY_ROUNDS = 120  # an hour
 
 logger = logging.getLogger(__name__)
+
+# The credentialed resources under API_PREFIX, in the order the OpenAPI document lists them.
+_API_ROUTERS = (
+    workflows.router,
+    triggers.router,
+    executions.router,
+    dead_letters.router,
+    contacts.router,
+    consents.router,
+    contact_privacy.router,
+    erasures.router,
+    access.router,
+    audit.router,
+    oauth_clients.router,
+    connection_authorization.router,
+    connections.router,
+    sync_router.router,
+    integrations_router.router,
+    suppressions.router,
+    privacy_settings.router,
+    retention.router,
+)
 
 
 def _lifespan(  # type: ignore[no-untyped-def]
@@ -244,34 +266,24 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(health.router)
+    # Every resource router is included straight into the app with its prefix, not through an
+    # intermediate APIRouter: FastAPI resolves an included router's routes lazily, once per app
+    # and only as far as a request's match goes, whereas an unprefixed nested include resolves
+    # every route at include time and again in the app (a second of start-up per app).
     guarded = problem_responses(401, 403, 429)  # every credentialed route may answer these
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(refuse_nul)], responses=guarded)
-    api.include_router(workflows.router)
-    api.include_router(triggers.router)
-    api.include_router(executions.router)
-    api.include_router(dead_letters.router)
-    api.include_router(contacts.router)
-    api.include_router(consents.router)
-    api.include_router(contact_privacy.router)
-    api.include_router(erasures.router)
-    api.include_router(access.router)
-    api.include_router(audit.router)
-    api.include_router(oauth_clients.router)
-    api.include_router(connection_authorization.router)
-    api.include_router(connections.router)
-    api.include_router(sync_router.router)
-    api.include_router(integrations_router.router)
-    api.include_router(suppressions.router)
-    api.include_router(privacy_settings.router)
-    api.include_router(retention.router)
-    app.include_router(api)
+    for resource in _API_ROUTERS:
+        app.include_router(
+            resource, prefix=API_PREFIX, dependencies=[Depends(refuse_nul)], responses=guarded
+        )
     install_oauth(app)
-    ingestion = APIRouter(dependencies=[Depends(refuse_nul)], responses=guarded)
-    ingestion.include_router(events.router, prefix=API_PREFIX)
-    ingestion.include_router(segment.router)
+    for resource, prefix in ((events.router, API_PREFIX), (segment.router, "")):
+        app.include_router(
+            resource, prefix=prefix, dependencies=[Depends(refuse_nul)], responses=guarded
+        )
     # Provider webhooks: authenticated by the provider's signature, not by our credentials.
-    ingestion.include_router(webhooks.router, prefix=API_PREFIX)
-    app.include_router(ingestion)
+    app.include_router(
+        webhooks.router, prefix=API_PREFIX, dependencies=[Depends(refuse_nul)], responses=guarded
+    )
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     install_edge(app, settings)
     install_audit(app)  # outside the edge: refusals by size or headers are audited too
