@@ -1,3 +1,3 @@
 """Fixtures shared by every test suite live in plugins under ``tests/_support``."""
 
-pytest_plugins = ["tests._support.databases"]
+pytest_plugins = ["tests._support.databases", "tests._support.prism_pool"]

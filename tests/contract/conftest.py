@@ -3,7 +3,7 @@ operation's parameters to the bytes the executor would send."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -11,7 +11,7 @@ import pytest
 
 from campaignflow.integrations.connector import Connector, OutboundRequest, RequestContext
 from campaignflow.integrations.prepare import PreparedRequest, prepare
-from tests.contract.prism import PrismUnavailable, prism_servers
+from tests._support.prism_pool import PrismPool
 
 SPEC_FILES: Mapping[str, str] = {
     "sendgrid_mail": "sendgrid/tsg_mail_v3.json",
@@ -31,13 +31,9 @@ NOW_UNIX = 1_790_000_000
 
 
 @pytest.fixture(scope="session")
-def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mapping[str, str]]:
+def prism(prism_pool: PrismPool) -> Mapping[str, str]:
     """Spec name (see SPEC_FILES) → base URL of its Prism mock, for the whole session."""
-    try:
-        with prism_servers(SPEC_FILES, tmp_path_factory.mktemp("prism")) as urls:
-            yield urls
-    except PrismUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return prism_pool.urls(SPEC_FILES)
 
 
 @pytest.fixture

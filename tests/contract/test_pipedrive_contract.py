@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import gzip
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -41,6 +41,7 @@ from campaignflow.integrations.providers.pipedrive_sync import (
     person_body,
     person_record,
 )
+from tests._support.prism_pool import PrismPool
 from tests.contract.conftest import context, operation_request, prepared
 from tests.contract.path_router import (
     PIPEDRIVE_PREFIXES,
@@ -49,7 +50,7 @@ from tests.contract.path_router import (
     routes_for,
     running_router,
 )
-from tests.contract.prism import SPECS, PrismUnavailable, Verdict, prism_servers, send
+from tests.contract.prism import SPECS, Verdict, send
 from tests.contract.strategies import emails, few, names
 
 # One Prism per spec for the test process (xdist group); the first test waits for both to load
@@ -66,13 +67,9 @@ SINCE = datetime(2026, 11, 29, 8, 30, 15, 999_999, tzinfo=timezone(timedelta(hou
 
 
 @pytest.fixture(scope="session")
-def pipedrive_routes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mapping[str, str]]:
+def pipedrive_routes(prism_pool: PrismPool) -> Mapping[str, str]:
     """Production prefix → base URL of the Prism serving that version's spec."""
-    try:
-        with prism_servers(PIPEDRIVE_SPECS, tmp_path_factory.mktemp("prism-pipedrive")) as urls:
-            yield routes_for(PIPEDRIVE_PREFIXES, urls)
-    except PrismUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return routes_for(PIPEDRIVE_PREFIXES, prism_pool.urls(PIPEDRIVE_SPECS))
 
 
 @pytest.fixture

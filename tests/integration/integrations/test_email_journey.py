@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from campaignflow.store.database import Database
 from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import contact_cipher
 from tests._support.consent import set_consent
-from tests.contract.prism import PrismUnavailable, prism_servers
+from tests._support.prism_pool import PrismPool
 from tests.integration.api.conftest import TOKEN, make_settings
 
 # One set of Prism servers per test process (xdist group); the first test waits for them to
@@ -84,13 +84,8 @@ JOURNEY = {
 
 
 @pytest.fixture(scope="module")
-def sendgrid_prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    specs = {"mail": "sendgrid/tsg_mail_v3.json"}
-    try:
-        with prism_servers(specs, tmp_path_factory.mktemp("prism")) as urls:
-            yield urls["mail"]
-    except PrismUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+def sendgrid_prism(prism_pool: PrismPool) -> str:
+    return prism_pool.urls({"mail": "sendgrid/tsg_mail_v3.json"})["mail"]
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,13 +31,13 @@ from campaignflow.store.crm_sync import Progress, SyncLink, SyncStore
 from campaignflow.store.database import Database
 from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import contact_cipher
+from tests._support.prism_pool import PrismPool
 from tests.contract.path_router import (
     PIPEDRIVE_PREFIXES,
     PIPEDRIVE_SPECS,
     routes_for,
     running_router,
 )
-from tests.contract.prism import PrismUnavailable, prism_servers
 from tests.integration.api.conftest import TOKEN, make_settings
 
 pytestmark = [pytest.mark.xdist_group("prism"), pytest.mark.timeout(240)]
@@ -46,12 +46,8 @@ EXAMPLE = Path(__file__).parents[3] / "examples" / "workflows" / "lead-scoring-p
 
 
 @pytest.fixture(scope="module")
-def pipedrive_routes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mapping[str, str]]:
-    try:
-        with prism_servers(PIPEDRIVE_SPECS, tmp_path_factory.mktemp("prism-pipedrive")) as urls:
-            yield routes_for(PIPEDRIVE_PREFIXES, urls)
-    except PrismUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+def pipedrive_routes(prism_pool: PrismPool) -> Mapping[str, str]:
+    return routes_for(PIPEDRIVE_PREFIXES, prism_pool.urls(PIPEDRIVE_SPECS))
 
 
 @pytest.fixture
