@@ -20,7 +20,11 @@ import uvicorn
 from campaignflow.api.app import create_app
 from campaignflow.bus.factory import open_bus
 from campaignflow.compliance.erasure import start_erasures, stop_erasures
-from campaignflow.compliance.retention import start_retention, stop_retention
+from campaignflow.compliance.retention import (
+    ensure_event_partitions,
+    start_retention,
+    stop_retention,
+)
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine
 from campaignflow.engine.worker import Worker, worker_name
@@ -198,6 +202,7 @@ async def serve_http(
     )
     worker_task = scheduler = sync_task = erasures = retention = None
     if with_worker:
+        await ensure_event_partitions(database)
         worker_task = asyncio.create_task(run_worker_on(engine, settings, integrations))
         scheduler = start_scheduler(engine, settings, consumer_name())
         sync_task = start_sync(engine, integrations)
@@ -222,7 +227,9 @@ async def serve_http(
 
 def start_sync(engine: Engine, integrations: Integrations) -> asyncio.Task[None]:
     """The CRM sync loop (schedules and carries sync runs) as a task of this process."""
-    worker = integrations.sync_worker(engine.contacts, engine.ingest().accept, owner=worker_name())
+    worker = integrations.sync_worker(
+        engine.contacts, engine.ingest().accept, engine.erased, owner=worker_name()
+    )
     return asyncio.create_task(worker.run_until_cancelled(), name="crm-sync")
 
 
@@ -264,6 +271,7 @@ async def serve_worker(settings: Settings) -> None:
         cipher = contact_cipher_from(settings)
         await seal_plaintext(database, cipher, settings)
         engine = Engine.on(database, bus=open_bus(settings), contact_cipher=cipher)
+        await ensure_event_partitions(database)
         router = None
         if settings.redis_url is not None:  # in-process events are routed by the API process
             router = start_router(engine, settings)

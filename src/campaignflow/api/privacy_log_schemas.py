@@ -18,16 +18,18 @@ class ProcessingLogEntry(ApiModel):
     id: str
     occurred_at: datetime
     activity: str = Field(
-        description="What was done: `action` (a connector step sent the data to a provider), "
-        "`crm.sync` (a sync pushed the contact to a CRM), `export` (handed to the person)."
+        description="What was done: `action` (a connector or `http` step sent the data to a "
+        "third party), `crm.sync` (a sync pushed the contact to a CRM), `export` (handed to the "
+        "person), `erasure.propagated` (a provider was asked to erase the person)."
     )
     purpose: str = Field(
         description="Why: `marketing` or `transactional` (the node's `config.purpose`), "
-        "`crm_sync`, `access_request`."
+        "`crm_sync`, `access_request`, `erasure`."
     )
     legal_basis: LegalBasis = Field(description="The basis of GDPR Art. 6(1) the purpose rests on.")
     recipient: str = Field(
-        description="Who received the data: `<provider> (<connection>)`, or `data subject`."
+        description="Who received the data: `<provider> (<connection>)`, the origin "
+        "(`https://host[:port]`, never a path) an `http` step called, or `data subject`."
     )
     details: dict[str, Any] | None = Field(
         None, description="Where it happened: execution, node and action; a sync run; …"

@@ -9,6 +9,10 @@ worker died is claimed again and runs from the top, doing only what is left; a `
 ``max_attempts``.
 
 The job, its errors and this module's logs never name the person: only job and contact ids.
+Each provider call of the propagation that was answered is a disclosure of an identifier to
+that provider, recorded in the records of processing (activity ``erasure.propagated``) for each
+of the job's contacts: the only processing-log rows of an erased person, which erasure keeps
+(:data:`~campaignflow.store.personal_data.PERSONAL_DATA`) as the proof of propagation.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ import msgspec
 from redis import exceptions as redis_exceptions
 from redis.asyncio import Redis
 
+from campaignflow.compliance.processing import ProcessingWriter
 from campaignflow.domain.contacts import normalize_email
 from campaignflow.domain.events import Event, decode_events, encode_events
+from campaignflow.domain.processing import Activity, ProcessingEntry, Purpose, recipient_of
 from campaignflow.engine.actions import ActionFailed
 from campaignflow.errors import CampaignflowError, LeaseLost, StorageError
 from campaignflow.integrations.connections import ConnectionResolver, ResolvedConnection
@@ -39,6 +45,7 @@ from campaignflow.store.connections import ConnectionRecord, ConnectionStore
 from campaignflow.store.database import Database
 from campaignflow.store.erasure import ErasureJob, ErasureStore, Identities
 from campaignflow.store.personal_data import Person
+from campaignflow.store.processing_log import ProcessingLogStore
 from campaignflow.store.workflows import utc_now
 
 if TYPE_CHECKING:
@@ -68,11 +75,9 @@ class StreamCleaner(Protocol):
 
 
 class Propagator(Protocol):
-    async def propagate(
-        self, workspace_id: str, identities: Identities, done: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    async def propagate(self, job: ErasureJob, identities: Identities) -> dict[str, Any]:
         """Ask each connected provider that can to delete or suppress the person; the
-        outcome per connection (``done``: the outcomes of an earlier attempt, whose
+        outcome per connection (``job.propagation``: the outcomes of an earlier attempt, whose
         successes are not repeated)."""
         ...
 
@@ -174,6 +179,7 @@ class Sender(Protocol):
 
 
 Plan = list[tuple[str, dict[str, Any]]]  # (operation, params by their camelCase names)
+Answered = list[tuple[str, int]]  # (operation, HTTP status) of the calls a provider answered
 
 
 def _hubspot(emails: list[str], remote: list[str]) -> Plan:
@@ -214,36 +220,53 @@ class ConnectorPropagator:
     """Asks each connection of the workspace whose provider can delete or suppress the person
     to do so, through the connector executor (so the account's rate limit and breaker apply).
     A provider that answers 404 no longer has the person: that counts as done. Outcomes never
-    carry the provider's answer body (it may repeat the address): only its status."""
+    carry the provider's answer body (it may repeat the address): only its status.
+
+    Every call the provider answered (2xx, or 404) is written to ``records`` at once, one entry
+    per contact of the job (an erasure that found no contact has only the job as its record):
+    activity ``erasure.propagated``, purpose ``erasure`` (legal obligation, Art. 17(2), 19),
+    recipient ``<provider> (<connection>)``, details the job, connection, operation and status,
+    never an identity. A failed write stops the job like any storage error; it is resumed, and
+    its calls (deletions, idempotent) are made and recorded again."""
 
     def __init__(
-        self, connections: ConnectionStore, resolver: ConnectionResolver, sender: Sender
+        self,
+        connections: ConnectionStore,
+        resolver: ConnectionResolver,
+        sender: Sender,
+        *,
+        records: ProcessingWriter,
+        now: Callable[[], datetime],
     ) -> None:
         self._connections = connections
         self._resolver = resolver
         self._sender = sender
+        self._records = records
+        self._now = now
 
-    async def propagate(
-        self, workspace_id: str, identities: Identities, done: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        outcomes = dict(done)
-        for record in await self._connections.list(workspace_id, limit=1000):
+    async def propagate(self, job: ErasureJob, identities: Identities) -> dict[str, Any]:
+        outcomes = dict(job.propagation)
+        for record in await self._connections.list(job.workspace_id, limit=1000):
             plan = erasure_plan(record.provider, record.id, identities)
             if plan is None or outcomes.get(record.id, {}).get("outcome") == "ok":
                 continue
-            outcomes[record.id] = await self._one(record, plan)
+            answered: Answered = []
+            outcomes[record.id] = await self._one(record, plan, answered)
+            await self._record(job, record, answered)
         return outcomes
 
-    async def _one(self, record: ConnectionRecord, plan: Plan) -> dict[str, Any]:
+    async def _one(
+        self, record: ConnectionRecord, plan: Plan, answered: Answered
+    ) -> dict[str, Any]:
         outcome: dict[str, Any] = {"provider": record.provider, "name": record.name}
         if not plan:
             return {**outcome, "outcome": "skipped", "detail": "nothing of the person there"}
         try:
             connection = await self._resolver.complete(record)
             if record.provider == "mailchimp_marketing":
-                plan = await self._each_audience(connection, plan)
+                plan = await self._each_audience(connection, plan, answered)
             for operation, params in plan:
-                await self._call(connection, operation, params)
+                await self._call(connection, operation, params, answered)
         except ActionFailed as exc:
             status = exc.details.get("status")
             detail = f"HTTP {status}" if status else "the provider could not be reached"
@@ -253,9 +276,14 @@ class ConnectorPropagator:
         return {**outcome, "outcome": "ok", "requests": len(plan)}
 
     async def _call(
-        self, connection: ResolvedConnection, operation: str, params: Mapping[str, Any]
+        self,
+        connection: ResolvedConnection,
+        operation: str,
+        params: Mapping[str, Any],
+        answered: Answered,
     ) -> ProviderResponse | None:
-        """One operation; ``None`` when the provider answered 404 (it has no such record)."""
+        """One operation, noted in ``answered``; ``None`` when the provider answered 404 (it
+        has no such record)."""
         op = connection.connector.operations[operation]
         context = RequestContext(
             idempotency_key=f"erasure:{connection.record.id}:{operation}",
@@ -266,17 +294,46 @@ class ConnectorPropagator:
         )
         request = op.request(op.params.model_validate(dict(params)), context)
         try:
-            return await self._sender.send(connection, request)
+            response = await self._sender.send(connection, request)
         except ActionFailed as exc:
             if exc.details.get("status") == HTTPStatus.NOT_FOUND:
+                answered.append((operation, HTTPStatus.NOT_FOUND))
                 return None
             raise
+        answered.append((operation, response.status))
+        return response
 
-    async def _each_audience(self, connection: ResolvedConnection, plan: Plan) -> Plan:
+    async def _record(self, job: ErasureJob, record: ConnectionRecord, answered: Answered) -> None:
+        at = self._now()
+        await self._records.add(
+            [
+                ProcessingEntry.of(
+                    workspace_id=job.workspace_id,
+                    contact_id=contact_id,
+                    occurred_at=at,
+                    activity=Activity.ERASURE_PROPAGATED,
+                    purpose=Purpose.ERASURE,
+                    recipient=recipient_of(record.provider, record.name),
+                    details={
+                        "erasure": job.id,
+                        "connection": record.id,
+                        "operation": operation,
+                        "status": int(status),
+                    },
+                )
+                for operation, status in answered
+                for contact_id in job.contact_ids
+            ]
+        )
+
+    async def _each_audience(
+        self, connection: ResolvedConnection, plan: Plan, answered: Answered
+    ) -> Plan:
         """Mailchimp Marketing: the delete in each audience the address is a member of."""
         planned: Plan = []
         for operation, params in plan:
-            found = await self._call(connection, "find_member_lists", {"email": params["email"]})
+            email = {"email": params["email"]}
+            found = await self._call(connection, "find_member_lists", email, answered)
             lists = [] if found is None else find_member_lists_output(found)["listIds"]
             planned += [(operation, {**params, "listId": list_id}) for list_id in lists]
         return planned
@@ -309,9 +366,7 @@ class ErasureRunner:
         propagation = dict(job.propagation)
         if job.options.get("propagate") and self.propagator is not None:
             identities = self.store.identities_of(job)
-            propagation = await self.propagator.propagate(
-                job.workspace_id, identities, job.propagation
-            )
+            propagation = await self.propagator.propagate(job, identities)
         return await self._finish(job, stats, propagation)
 
     async def _finish(
@@ -407,7 +462,11 @@ def start_erasures(
     propagator = None
     if integrations is not None:
         propagator = ConnectorPropagator(
-            integrations.connections, integrations.resolver, integrations.executor
+            integrations.connections,
+            integrations.resolver,
+            integrations.executor,
+            records=ProcessingLogStore(database),
+            now=utc_now,
         )
     runner = ErasureRunner(ErasureStore(database, cipher), stream, propagator, owner, utc_now)
     task = asyncio.create_task(ErasureWorker(runner).run_until_cancelled(), name="erasures")

@@ -1,10 +1,12 @@
-"""Recording the connector steps that processed a person's data (GDPR Art. 30).
+"""Recording the action steps that sent a person's data to a third party (GDPR Art. 30).
 
-:class:`RecordingExecutor` wraps the connector executor: after a call that took effect for a
-contact it notes one entry — activity ``action``, the node's purpose and its legal basis, the
-recipient ``<provider> (<connection>)``. A call that failed (``ActionFailed``) is not noted: the
-engine retries it, and the attempt that takes effect is. A call the send-time rules skipped
-disclosed nothing and is not noted either (:func:`~campaignflow.domain.processing.took_effect`).
+:class:`RecordingExecutor` wraps the connector executor and the built-in ``http`` executor:
+after a call that took effect for a contact it notes one entry — activity ``action``, the node's
+purpose and its legal basis, the recipient: ``<provider> (<connection>)`` for a connector
+(:func:`connection_recipient`), the origin of the URL for ``http`` (:func:`url_recipient`). A
+call that failed (``ActionFailed``) is not noted: the engine retries it, and the attempt that
+takes effect is. A call the send-time rules skipped disclosed nothing and is not noted either
+(:func:`~campaignflow.domain.processing.took_effect`).
 
 Entries go through :class:`ProcessingBuffer`, written in one statement per batch (at most
 ``max_batch`` entries, or every ``interval_s``), not one transaction per step: at thousands of
@@ -117,14 +119,34 @@ class EntrySink(Protocol):
     def add(self, entry: ProcessingEntry) -> None: ...
 
 
+def connection_recipient(call: ActionCall) -> str:
+    """A connector operation's recipient: its provider (``sendgrid.send_email`` → ``sendgrid``)
+    and the connection's name."""
+    return recipient_of(call.action.partition(".")[0], call.connection)
+
+
+def url_recipient(call: ActionCall) -> str:
+    """The built-in ``http`` action's recipient: the origin of the URL it called (never its
+    path or query, which may carry the person's data)."""
+    return recipient_of(call.action, url=str(call.params.get("url")))
+
+
 class RecordingExecutor:
     """An :class:`ActionExecutor` that notes each call to ``inner`` that took effect for a
-    contact in the records of processing."""
+    contact in the records of processing, naming the recipient with ``recipient``."""
 
-    def __init__(self, inner: ActionExecutor, sink: EntrySink, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        inner: ActionExecutor,
+        sink: EntrySink,
+        now: Callable[[], datetime],
+        *,
+        recipient: Callable[[ActionCall], str] = connection_recipient,
+    ) -> None:
         self._inner = inner
         self._sink = sink
         self._now = now
+        self._recipient = recipient
 
     async def execute(self, call: ActionCall) -> Any:
         output = await self._inner.execute(call)
@@ -135,7 +157,6 @@ class RecordingExecutor:
     def _note(self, call: ActionCall) -> None:
         """The provider has the data by now: a failure to note it must not fail the step
         (a retry would send it again), so it is only logged."""
-        provider = call.action.partition(".")[0]
         try:
             entry = ProcessingEntry.of(
                 workspace_id=call.workspace_id,
@@ -143,14 +164,14 @@ class RecordingExecutor:
                 occurred_at=self._now(),
                 activity=Activity.ACTION,
                 purpose=call.purpose,
-                recipient=recipient_of(provider, call.connection or "no connection"),
+                recipient=self._recipient(call),
                 details={
                     "execution": call.execution_id,
                     "node": call.node_id,
                     "action": call.action,
                 },
             )
-        except ValueError:
-            logger.warning("%s: no processing entry for purpose %r", call.action, call.purpose)
+        except ValueError as exc:  # a purpose without a legal basis; a URL without a host
+            logger.warning("%s: no processing entry (%s)", call.action, exc)
             return
         self._sink.add(entry)

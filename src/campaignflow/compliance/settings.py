@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from campaignflow.compliance.retention import PurgeLimits
+# Pure: the settings tree is read by every CLI command, which must not load the stores for it.
+from campaignflow.domain.retention import PurgeLimits
 
 
 class RetentionSettings(BaseModel):

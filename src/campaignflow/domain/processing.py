@@ -1,8 +1,9 @@
 """Records of processing (GDPR Art. 30), per person: what counts as processing, and on what basis.
 
-Every use of a contact's data that leaves campaignflow or answers for it — a connector step that
-sent it to a provider, a push to a CRM, an export to the person — is one entry naming the
-activity, the purpose, the legal basis (Art. 6(1)) and the recipient. The basis follows from the
+Every use of a contact's data that leaves campaignflow or answers for it — a connector step or an
+``http`` step that sent it to a third party, a push to a CRM, an export to the person, an
+erasure passed on to a provider — is one entry naming the activity, the purpose, the legal basis
+(Art. 6(1)) and the recipient. The basis follows from the
 purpose alone, through :data:`LEGAL_BASIS_OF_PURPOSE`: one table a data protection officer can
 read, instead of a decision scattered over the callers.
 
@@ -17,6 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class LegalBasis(StrEnum):
@@ -33,9 +35,10 @@ class LegalBasis(StrEnum):
 class Activity(StrEnum):
     """What was done with the data (``processing_log.activity``)."""
 
-    ACTION = "action"  # a connector step sent it to a provider
+    ACTION = "action"  # a connector step or an http step sent it to a third party
     CRM_SYNC = "crm.sync"  # a sync pushed the contact to a CRM
     EXPORT = "export"  # the person's data was handed to them (Art. 15, 20)
+    ERASURE_PROPAGATED = "erasure.propagated"  # a provider was asked to erase them (Art. 17, 19)
 
 
 class Purpose(StrEnum):
@@ -46,6 +49,7 @@ class Purpose(StrEnum):
     TRANSACTIONAL = "transactional"
     CRM_SYNC = "crm_sync"
     ACCESS_REQUEST = "access_request"
+    ERASURE = "erasure"
 
 
 LEGAL_BASIS_OF_PURPOSE: Mapping[Purpose, LegalBasis] = MappingProxyType(
@@ -58,11 +62,16 @@ LEGAL_BASIS_OF_PURPOSE: Mapping[Purpose, LegalBasis] = MappingProxyType(
         Purpose.CRM_SYNC: LegalBasis.LEGITIMATE_INTERESTS,
         # Art. 6(1)(c): answering an access or portability request is what Art. 15/20 require.
         Purpose.ACCESS_REQUEST: LegalBasis.LEGAL_OBLIGATION,
+        # Art. 6(1)(c): Art. 17 and 19 require telling each recipient of the data to erase it.
+        Purpose.ERASURE: LegalBasis.LEGAL_OBLIGATION,
     }
 )
 
 #: The recipient of an export: the person it is about.
 DATA_SUBJECT = "data subject"
+#: The longest recipient ``processing_log.recipient`` holds.
+MAX_RECIPIENT = 200
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def legal_basis_of(purpose: str) -> LegalBasis:
@@ -74,9 +83,25 @@ def legal_basis_of(purpose: str) -> LegalBasis:
         raise ValueError(f"no legal basis is defined for the purpose {purpose!r}") from None
 
 
-def recipient_of(provider: str, connection: str) -> str:
-    """Who received data through a connection: the provider and which account of it."""
-    return f"{provider} ({connection})"
+def recipient_of(provider: str, connection: str | None = None, *, url: str | None = None) -> str:
+    """Who received the data: through a connection, the provider and which account of it
+    (``sendgrid (mail)``); in a request to ``url`` (the built-in ``http`` action), the URL's
+    origin, ``https://host[:port]``. Never the URL's user info, path or query: they may carry
+    credentials or the person's own data, and the record must not become a copy of it.
+
+    :class:`ValueError` for a URL that is not http(s) or has no host."""
+    recipient = f"{provider} ({connection or 'no connection'})" if url is None else _origin(url)
+    return recipient[:MAX_RECIPIENT]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port  # ValueError for a port out of range
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("not an http(s) URL with a host")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+    shown = port is not None and port != _DEFAULT_PORTS[parts.scheme]
+    return f"{parts.scheme}://{host}:{port}" if shown else f"{parts.scheme}://{host}"
 
 
 def took_effect(output: Any) -> bool:

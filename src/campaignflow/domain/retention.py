@@ -107,3 +107,13 @@ class PurgeOutcome:
     batches: int
     partitions_dropped: tuple[str, ...] = ()
     complete: bool = True  # False: the pass stopped at its batch budget; the rest is next time
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeLimits:
+    """How much one purge pass may do: rows per transaction, transactions per class and pass,
+    the pause between them (so the engine's own writes are never starved)."""
+
+    batch_size: int = 1000
+    max_batches: int = 100  # per class and pass: at most 100,000 rows before the next pass
+    pause_seconds: float = 0.05

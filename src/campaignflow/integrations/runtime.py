@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from campaignflow.compliance.processing import ProcessingBuffer, RecordingExecutor
+from campaignflow.compliance.processing import ProcessingBuffer, RecordingExecutor, url_recipient
 from campaignflow.compliance.send_gate import SendGate, SendPolicies
 from campaignflow.config import Settings
 from campaignflow.engine.actions import ExecutorRegistry
@@ -30,6 +30,7 @@ from campaignflow.store.contacts import ContactStore
 from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.database import Database
 from campaignflow.store.deliveries import DeliveryStore
+from campaignflow.store.erasure import ErasedIdentities
 from campaignflow.store.processing_log import ProcessingLogStore
 from campaignflow.store.send_policy import SendPolicyStore
 from campaignflow.store.suppressions import SuppressionStore
@@ -46,19 +47,29 @@ class Integrations:
     http: HttpExecutor
     executor: ConnectorExecutor
     tokens: AccessTokens
-    processing: ProcessingBuffer  # the records of processing of the connector steps
+    processing: ProcessingBuffer  # the records of processing of the action steps
 
     def executors(self, registry: ExecutorRegistry | None = None) -> ExecutorRegistry:
-        """``registry`` (default: empty) with ``http`` and every connector operation added."""
-        registry = (registry or ExecutorRegistry()).with_executor("http", self.http)
+        """``registry`` (default: empty) with ``http`` and every connector operation added,
+        each step that sends a contact's data recorded in the records of processing."""
+        http = RecordingExecutor(self.http, self.processing, utc_now, recipient=url_recipient)
+        registry = (registry or ExecutorRegistry()).with_executor("http", http)
         recording = RecordingExecutor(self.executor, self.processing, utc_now)
         for connector in self.connectors.values():
             for operation in connector.operations:
                 registry = registry.with_executor(f"{connector.provider}.{operation}", recording)
         return registry
 
-    def sync_worker(self, contacts: ContactStore, publish: EventSink, *, owner: str) -> SyncWorker:
-        """The loop that schedules and carries CRM sync runs (``integrations/sync``)."""
+    def sync_worker(
+        self,
+        contacts: ContactStore,
+        publish: EventSink,
+        erased: ErasedIdentities,
+        *,
+        owner: str,
+    ) -> SyncWorker:
+        """The loop that schedules and carries CRM sync runs (``integrations/sync``). ``erased``
+        is the engine's cache of erased identities (one per process)."""
         store = SyncStore(self.connections.database)
 
         async def resolve(workspace_id: str, connection_id: str) -> ResolvedConnection:
@@ -71,6 +82,7 @@ class Integrations:
             resolve=resolve,
             sender=self.executor,
             publish=publish,
+            erased=erased,
             owner=owner,
             now=utc_now,
         )

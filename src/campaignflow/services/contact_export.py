@@ -1,8 +1,11 @@
 """The right of access and portability (GDPR Art. 15, 20): everything held about a contact, as
 one JSON document, written piece by piece; and the contact's records of processing (Art. 30).
 
-A person with years of events must not be loaded at once: :meth:`ContactExport.chunks` reads
-each large section in pages (:class:`~campaignflow.store.contact_export.ContactExportStore`)
+The document holds every table of :data:`~campaignflow.store.personal_data.PERSONAL_DATA` (the
+list erasure deletes by), each where its rendering puts it: the head (contact, identities,
+consent, CRM links), the executions with their child tables nested, and one array per other
+table. A person with years of events must not be loaded at once: :meth:`ContactExport.chunks`
+reads each section in keyset pages (:class:`~campaignflow.store.contact_export.ContactExportStore`)
 and yields the document's bytes page by page, for the API to stream. What can fail early does
 (an unknown contact is :class:`NotFound` before a byte is sent); the export is recorded in the
 records of processing (activity ``export``, legal basis ``legal_obligation``, recipient the
@@ -12,17 +15,25 @@ data subject) before it starts, so the document it produces lists itself.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import orjson
 
 from campaignflow.domain.contacts import ContactRecord
 from campaignflow.domain.processing import DATA_SUBJECT, Activity, ProcessingEntry, Purpose
-from campaignflow.store.contact_export import ContactExportStore
+from campaignflow.store import personal_data as pd
+from campaignflow.store.contact_export import (
+    RENDERINGS,
+    ContactExportStore,
+    Place,
+    person_of,
+    personal,
+    sections,
+)
 from campaignflow.store.contacts import ContactStore
+from campaignflow.store.personal_data import Person, PersonalTable
 from campaignflow.store.processing_log import (
     ProcessingFilter,
     ProcessingLogStore,
@@ -95,48 +106,52 @@ class ContactExport:
         return self._contact.id
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The document's bytes, section by section and page by page."""
-        contact = self._contact
-        ws, cid = contact.workspace_id, contact.id
-        identities = await self._identities()
-        named = (cid, identities["email"], identities["userId"], *identities["anonymousIds"])
-        subjects = [subject for subject in named if subject]
+        """The document's bytes: the head (the contact, its identities, consent, suppression
+        and CRM links), then one array per table rendered in the document
+        (:data:`~campaignflow.store.contact_export.RENDERINGS`), page by page."""
+        contact, reads = self._contact, self._stores.reads
+        named = Person(contact.workspace_id, contact_ids=(contact.id,))
+        identities = await reads.rows(personal("contact_identities"), named)
+        links = await reads.crm_links(named)
+        person = person_of(contact, identities, links)
         head = {
             "format": FORMAT,
             "exportedAt": self._at,
-            "workspaceId": ws,
+            "workspaceId": contact.workspace_id,
             "contact": _contact(contact),
-            "identities": identities,
+            "identities": _identities(contact, person),
         }
         yield _dumps(head)[:-1]  # the object stays open: the sections follow
-        consent = await self._stores.reads.consent(ws, cid)
-        yield b',"consent":{"current":' + _dumps(consent) + b',"history":'
-        async for chunk in _array(self._consent_history):
+        yield b',"consent":{"current":' + _dumps(contact.consent or None) + b',"history":'
+        async for chunk in _array(reads.pages(personal("consent_records"), person, self._size)):
             yield chunk
         yield b'},"suppression":' + _dumps(await self._suppression())
-        yield b',"crmLinks":' + _dumps(await self._stores.reads.crm_links(ws, cid))
-        for name, pages in (
-            ("events", self._events),
-            ("executions", partial(self._executions, subjects)),
-            ("processingLog", self._processing_log),
-        ):
-            yield b',"' + name.encode() + b'":'
-            async for chunk in _array(pages):
+        yield b',"crmLinks":' + _dumps(links)
+        for entry in sections(Place.DOCUMENT):
+            yield b',"' + RENDERINGS[entry.table.name].member.encode() + b'":'
+            async for chunk in _array(self._rows(entry, person)):
                 yield chunk
         yield b"}"
 
     # ------------------------------------------------------------------ sections
 
-    async def _identities(self) -> dict[str, Any]:
-        """The ways the contact is known; the email from the contact itself (its identity row
-        holds only a digest)."""
-        rows = await self._stores.reads.identities(self._contact.workspace_id, self._contact.id)
-        user_ids = [row["value"] for row in rows if row["kind"] == "user_id"]
-        return {
-            "email": self._contact.email,
-            "userId": user_ids[0] if user_ids else self._contact.user_id,
-            "anonymousIds": [row["value"] for row in rows if row["kind"] == "anonymous_id"],
-        }
+    def _rows(self, entry: PersonalTable, person: Person) -> AsyncIterator[Page]:
+        if entry is pd.EXECUTIONS:
+            return self._executions(person)
+        return self._stores.reads.pages(entry, person, self._size)
+
+    async def _executions(self, person: Person) -> AsyncIterator[Page]:
+        """Executions with the rows of their child tables nested (steps, tasks, waits, dead
+        letters, deliveries), a page of executions at a time."""
+        reads = self._stores.reads
+        async for page in reads.pages(pd.EXECUTIONS, person, self._size):
+            of_page = replace(person, execution_ids=tuple(x["id"] for x in page))
+            for child in sections(Place.EXECUTION):
+                member = RENDERINGS[child.table.name].member
+                found = await reads.by_execution(child, of_page, self._size)
+                for execution in page:
+                    execution[member] = found.get(execution["id"], [])
+            yield page
 
     async def _suppression(self) -> dict[str, Any]:
         email = self._contact.email
@@ -154,65 +169,15 @@ class ContactExport:
             "createdAt": record.created_at,
         }
 
-    async def _consent_history(self) -> AsyncIterator[Page]:
-        reads, ws, cid = self._stores.reads, self._contact.workspace_id, self._contact.id
-        after: str | None = None
-        while page := await reads.consent_records(ws, cid, after=after, limit=self._size):
-            yield page
-            after = page[-1]["id"]
 
-    async def _events(self) -> AsyncIterator[Page]:
-        reads, ws, cid = self._stores.reads, self._contact.workspace_id, self._contact.id
-        after: tuple[datetime, str] | None = None
-        while page := await reads.events(ws, cid, after=after, limit=self._size):
-            yield page
-            after = (page[-1]["timestamp"], page[-1]["messageId"])
-
-    async def _executions(self, subjects: list[str]) -> AsyncIterator[Page]:
-        """Executions with their steps, dead letters and deliveries nested."""
-        reads, ws = self._stores.reads, self._contact.workspace_id
-        after: str | None = None
-        while page := await reads.executions(ws, subjects, after=after, limit=self._size):
-            ids = [execution["id"] for execution in page]
-            dead = _by_execution(await reads.dead_letters(ws, ids))
-            sent = _by_execution(await reads.deliveries(ws, ids))
-            for execution in page:
-                execution["steps"] = await self._steps(execution["id"])
-                execution["deadLetters"] = dead.get(execution["id"], [])
-                execution["deliveries"] = sent.get(execution["id"], [])
-            yield page
-            after = ids[-1]
-
-    async def _steps(self, execution_id: str) -> Page:
-        """One execution's steps, read in pages; held for that execution only (a journey's
-        step log is small next to a person's events)."""
-        reads, ws = self._stores.reads, self._contact.workspace_id
-        steps: Page = []
-        while page := await reads.steps(
-            ws, execution_id, after=steps[-1]["seq"] if steps else 0, limit=self._size
-        ):
-            steps.extend(page)
-        return steps
-
-    async def _processing_log(self) -> AsyncIterator[Page]:
-        store, ws, cid = self._stores.processing, self._contact.workspace_id, self._contact.id
-        before: str | None = None
-        while records := await store.list(
-            ws, cid, ProcessingFilter(before=before), limit=self._size
-        ):
-            yield [
-                {
-                    "id": r.id,
-                    "occurredAt": r.occurred_at,
-                    "activity": r.activity,
-                    "purpose": r.purpose,
-                    "legalBasis": r.legal_basis,
-                    "recipient": r.recipient,
-                    "details": r.details,
-                }
-                for r in records
-            ]
-            before = records[-1].id
+def _identities(contact: ContactRecord, person: Person) -> dict[str, Any]:
+    """The ways the contact is known; the email from the contact itself (its identity row
+    holds only a digest)."""
+    return {
+        "email": contact.email,
+        "userId": person.user_ids[0] if person.user_ids else None,
+        "anonymousIds": list(person.anonymous_ids),
+    }
 
 
 def _contact(contact: ContactRecord) -> dict[str, Any]:
@@ -235,11 +200,11 @@ def _by_execution(rows: Page) -> dict[str, Page]:
     return grouped
 
 
-async def _array(pages: Callable[[], AsyncIterator[Page]]) -> AsyncIterator[bytes]:
+async def _array(pages: AsyncIterator[Page]) -> AsyncIterator[bytes]:
     """A JSON array of every page's items, one chunk per page."""
     yield b"["
     first = True
-    async for page in pages():
+    async for page in pages:
         if not page:
             continue
         body = b",".join(_dumps(item) for item in page)

@@ -24,9 +24,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.record_merge import FieldBase
-from campaignflow.errors import Conflict, LeaseLost, NotFound
+from campaignflow.errors import Conflict, NotFound
 from campaignflow.store.database import Database, integrity_kind
 from campaignflow.store.ids import new_id
+from campaignflow.store.leases import update_if_held
 from campaignflow.store.tables import (
     connections,
     contact_field_sources,
@@ -266,18 +267,8 @@ class SyncStore:
 
     async def renew(self, run_id: str, owner: str, until: datetime) -> None:
         """Extend the lease; :class:`LeaseLost` if another worker holds the run now."""
-        statement = (
-            update(sync_runs)
-            .where(
-                sync_runs.c.id == run_id,
-                sync_runs.c.lease_owner == owner,
-                sync_runs.c.status == "running",
-            )
-            .values(lease_until=until)
-        )
         async with self.database.transaction() as connection:
-            if (await connection.execute(statement)).rowcount != 1:
-                raise LeaseLost(f"sync run {run_id} is no longer held by {owner}")
+            await self._hold(connection, run_id, owner, lease_until=until)
 
     async def save_progress(
         self, run: SyncRun, owner: str, progress: Progress, now: datetime
@@ -493,17 +484,8 @@ class SyncStore:
     async def _hold(
         self, connection: AsyncConnection, run_id: str, owner: str, **values: Any
     ) -> None:
-        statement = (
-            update(sync_runs)
-            .where(
-                sync_runs.c.id == run_id,
-                sync_runs.c.lease_owner == owner,
-                sync_runs.c.status == "running",
-            )
-            .values(**values)
-        )
-        if (await connection.execute(statement)).rowcount != 1:
-            raise LeaseLost(f"sync run {run_id} is no longer held by {owner}")
+        key = (sync_runs.c.id == run_id,)
+        await update_if_held(connection, sync_runs, key, owner, f"sync run {run_id}", **values)
 
     async def _links(
         self, workspace_id: str, connection_id: str, where: Any, limit: int | None = None

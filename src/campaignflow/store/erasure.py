@@ -29,13 +29,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.contacts import EMAIL, normalize_email
-from campaignflow.errors import LeaseLost, NotFound
+from campaignflow.errors import NotFound
 from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.security.ttl_cache import TTLCache
 from campaignflow.store import personal_data as pd
 from campaignflow.store.contacts import ContactStore
 from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
+from campaignflow.store.leases import update_if_held
 from campaignflow.store.personal_data import Person
 from campaignflow.store.tables import (
     contact_identities,
@@ -522,18 +523,8 @@ class ErasureStore:
     async def _hold(
         self, connection: AsyncConnection, job: ErasureJob, owner: str, **values: Any
     ) -> None:
-        statement = (
-            update(erasure_jobs)
-            .where(
-                erasure_jobs.c.workspace_id == job.workspace_id,
-                erasure_jobs.c.id == job.id,
-                erasure_jobs.c.lease_owner == owner,
-                erasure_jobs.c.status == "running",
-            )
-            .values(**values)
-        )
-        if (await connection.execute(statement)).rowcount != 1:
-            raise LeaseLost(f"erasure {job.id} is no longer held by {owner}")
+        key = (erasure_jobs.c.workspace_id == job.workspace_id, erasure_jobs.c.id == job.id)
+        await update_if_held(connection, erasure_jobs, key, owner, f"erasure {job.id}", **values)
 
 
 async def _existing_contacts(

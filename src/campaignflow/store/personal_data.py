@@ -10,7 +10,9 @@ A person is a :class:`Person`: the contacts the erasure resolved to, their ident
 (userId, anonymousIds, email, phone) and, once found, the ids of the executions about them.
 The lists are in deletion order: rows that locate other rows (executions, sync links,
 identities, the contact) go after the rows they locate, so a job that stops half-way finds the
-rest again when it resumes.
+rest again when it resumes. A table may name rows erasure leaves on purpose (``kept``): the
+records of processing that prove the erasure reached the providers, which the job writes after
+its deletions and which must outlive a retry of it.
 
 Pure: statements are built here and executed by the store.
 """
@@ -22,8 +24,20 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Delete, Select, Table, delete, false, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Select,
+    Table,
+    delete,
+    false,
+    not_,
+    or_,
+    select,
+    tuple_,
+)
 
+from campaignflow.domain.processing import Activity
 from campaignflow.store import tables as t
 
 
@@ -44,6 +58,7 @@ class PersonalTable:
     locator: Locator
     column: str  # the column the locator matches
     holds: str  # what personal data a row of it can hold, for the docs and the export
+    kept: tuple[tuple[str, str], ...] = ()  # (column, value): the person's rows erasure keeps
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +102,13 @@ PERSON_TABLES: tuple[PersonalTable, ...] = (
     PersonalTable(t.trigger_dedup, Locator.IDENTITY_VALUE, "dedup_key", "a dedup key's value"),
     PersonalTable(t.consent_records, Locator.CONTACT, "contact_id", "consent and its proof"),
     PersonalTable(t.frequency_ledger, Locator.CONTACT, "contact_id", "messages they were sent"),
-    PersonalTable(t.processing_log, Locator.CONTACT, "contact_id", "records of processing"),
+    PersonalTable(
+        t.processing_log,
+        Locator.CONTACT,
+        "contact_id",
+        "records of processing",
+        kept=(("activity", Activity.ERASURE_PROPAGATED.value),),  # the proof of propagation
+    ),
     PersonalTable(t.sync_run_errors, Locator.SYNC_RECORD, "record", "CRM error messages"),
     PersonalTable(t.contact_field_sources, Locator.CONTACT, "contact_id", "field digests"),
     PersonalTable(t.sync_links, Locator.CONTACT, "contact_id", "their CRM record id"),
@@ -156,20 +177,49 @@ def _match(entry: PersonalTable, person: Person) -> ColumnElement[bool]:
     return or_(*clauses) if clauses else false()
 
 
-def select_rows(entry: PersonalTable, person: Person, limit: int | None = None) -> Select[Any]:
-    """The person's rows of ``entry`` (every column), in key order: what an export reads."""
-    key = _key(entry.table)
-    query = select(entry.table).where(condition(entry, person)).order_by(*key)
-    return query if limit is None else query.limit(limit)
+def erasable(entry: PersonalTable, person: Person) -> ColumnElement[bool]:
+    """The rows of ``person`` in ``entry``'s table that erasure deletes: all but the kept."""
+    kept = [entry.table.c[column] == value for column, value in entry.kept]
+    found = condition(entry, person)
+    return found & not_(or_(*kept)) if kept else found
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """Which rows of a keyset walk: ``order`` names a unique key of the table (the walk's
+    order), ``after`` the previous page's last values of it; ``limit`` rows at most."""
+
+    order: tuple[str, ...]
+    limit: int
+    after: tuple[Any, ...] | None = None
+    newest_first: bool = False
+
+
+def select_rows(
+    entry: PersonalTable, person: Person, keyset: Keyset, columns: Sequence[str] | None = None
+) -> Select[Any]:
+    """One page of the person's rows of ``entry``, kept ones included: what an export reads.
+    ``columns`` (default: all) are the ones read."""
+    table = entry.table
+    chosen = table.columns if columns is None else [table.c[name] for name in columns]
+    key = [table.c[name] for name in keyset.order]
+    query = select(*chosen).where(condition(entry, person))
+    if keyset.after is not None:
+        position = tuple_(*key)
+        beyond = position < keyset.after if keyset.newest_first else position > keyset.after
+        query = query.where(beyond)
+    ordered = [column.desc() for column in key] if keyset.newest_first else key
+    return query.order_by(*ordered).limit(keyset.limit)
 
 
 def delete_batch(entry: PersonalTable, person: Person, limit: int) -> Delete:
-    """Delete up to ``limit`` of the person's rows of ``entry``: a bounded statement, so a
-    person with 100,000 events is erased in many short transactions, not one long one."""
+    """Delete up to ``limit`` of the person's rows of ``entry`` (:func:`erasable`): a bounded
+    statement, so a person with 100,000 events is erased in many short transactions, not one
+    long one."""
     key = _key(entry.table)
-    chosen = select(*key).where(condition(entry, person)).limit(limit)
+    chosen = select(*key).where(erasable(entry, person)).limit(limit)
     target = key[0].in_(chosen) if len(key) == 1 else tuple_(*key).in_(chosen)
-    return delete(entry.table).where(condition(entry, person), target)
+    return delete(entry.table).where(erasable(entry, person), target)
 
 
 def _key(table: Table) -> list[Any]:

@@ -11,6 +11,9 @@ The audit log is append-only (migration 0005); its oldest entries may go only th
 :meth:`RetentionStore.purge_audit_log`, which first moves the workspace's *anchor*
 (``audit_anchors``: the last purged seq and its hash) up to the entries it removes. The database
 triggers refuse any delete above the anchor, and the chain stays verifiable from the anchor on.
+
+On PostgreSQL whole months of the event log are dropped (``store.partitions``); :func:`record_drop`
+records each drop in ``retention_runs`` from inside the dropping transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from campaignflow.domain.retention import DataClass
 from campaignflow.store import tables as t
 from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
+from campaignflow.store.partitions import DroppedPartition
 
 _FINAL = ("completed", "failed", "cancelled")
 # Events that provider webhooks produced carry their provider's event id (see
@@ -106,9 +110,12 @@ class RetentionStore:
             return await self._purge_keys(workspace_id, table, key, age < cutoff, batch)
         webhook = _WEBHOOK_EVENT[self._db.dialect]
         which = text(webhook if data_class == "webhook_payloads" else f"NOT {webhook}")
-        condition = (t.events.c.received_at < cutoff) & which
-        key = (t.events.c.workspace_id, t.events.c.message_id)
-        return await self._purge_keys(workspace_id, t.events, key, condition, batch)
+        events = t.events
+        condition = (events.c.received_at < cutoff) & which
+        # received_at is part of the key on PostgreSQL (0011): a messageId stored twice, far
+        # apart, loses only the copy that is due.
+        copy = (events.c.workspace_id, events.c.message_id, events.c.received_at)
+        return await self._purge_keys(workspace_id, events, copy, condition, batch)
 
     async def _purge_keys(
         self,
@@ -118,9 +125,14 @@ class RetentionStore:
         condition: Any,
         batch: int,
     ) -> int:
-        due = select(*key).where(table.c.workspace_id == workspace_id, condition).limit(batch)
+        """Delete up to ``batch`` rows of the workspace matching ``condition``, chosen by
+        ``key`` (the columns that tell rows apart)."""
+        mine = (table.c.workspace_id == workspace_id) & condition
+        due = select(*key).where(mine).limit(batch)
+        # The condition again outside: PostgreSQL then prunes the partitions not yet due.
+        statement = delete(table).where(mine, tuple_(*key).in_(due))
         async with self._db.transaction() as connection:
-            result = await connection.execute(delete(table).where(tuple_(*key).in_(due)))
+            result = await connection.execute(statement)
         return int(result.rowcount or 0)
 
     async def _purge_executions(self, workspace_id: str, cutoff: datetime, batch: int) -> int:
@@ -253,6 +265,42 @@ class RetentionStore:
         statement = statement.order_by(runs.c.id.desc()).limit(limit)
         async with self._db.read() as connection:
             return [dict(row._mapping) for row in await connection.execute(statement)]
+
+
+async def record_drop(
+    connection: AsyncConnection,
+    gone: DroppedPartition,
+    cutoff: datetime,
+    *,
+    started_at: datetime,
+    finished_at: datetime,
+) -> None:
+    """Record a dropped event partition, inside the transaction that drops it: a run of class
+    ``events`` for each workspace that had rows in it, with its own count (the partition
+    held webhook payloads too). ``batches`` is 1: the drop was one transaction."""
+    partition = gone.partition
+    details = {
+        "batches": 1,
+        "complete": True,
+        "partition": partition.name,
+        "receivedFrom": partition.lower and partition.lower.isoformat(),
+        "receivedBefore": partition.upper and partition.upper.isoformat(),
+    }
+    runs = [
+        {
+            "workspace_id": workspace_id,
+            "id": new_id(),
+            "data_class": "events",
+            "cutoff": cutoff,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "purged": rows,
+            "details": details,
+        }
+        for workspace_id, rows in sorted(gone.rows_by_workspace.items())
+    ]
+    if runs:
+        await connection.execute(insert(t.retention_runs), runs)
 
 
 async def _locked_anchor(connection: AsyncConnection, workspace_id: str) -> AuditAnchor | None:

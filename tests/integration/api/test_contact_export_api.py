@@ -19,9 +19,11 @@ from campaignflow.engine.actions import ExecutorRegistry
 from campaignflow.engine.clock import SystemClock
 from campaignflow.engine.runtime import Engine
 from campaignflow.engine.worker import Worker
+from campaignflow.integrations.webhooks.events import WebhookEvent, bus_event
 from campaignflow.security.rbac import Role
 from campaignflow.services.contact_export import ContactExportService, ExportStores
-from campaignflow.store.contact_export import ContactExportStore
+from campaignflow.store import tables as t
+from campaignflow.store.contact_export import RENDERINGS, ContactExportStore, Place, sections
 from campaignflow.store.database import Database
 from campaignflow.store.processing_log import ProcessingLogStore
 from campaignflow.store.suppressions import SuppressionStore
@@ -272,3 +274,170 @@ async def test_only_admins_and_up_may_export(client: httpx.AsyncClient) -> None:
         statuses[role.value] = response.status_code
 
     assert statuses == {"viewer": 403, "editor": 403, "operator": 403, "admin": 200}
+
+
+# ------------------------------------------------------------------ every personal table
+
+
+async def crm_and_cap_rows(database: Database, ada: str, bob: str) -> None:
+    """What the CRM sync and the frequency caps write about Ada and Bob; an event of Ada's
+    userId left under a contact a merge absorbed; and rows of another workspace that carry
+    Ada's contact id and userId (only the workspace tells them apart)."""
+    at = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    connection = {
+        "id": "k-crm",
+        "workspace_id": "default",
+        "name": "crm",
+        "provider": "hubspot",
+        "settings": {},
+        "created_at": at,
+        "updated_at": at,
+    }
+    link = {
+        "workspace_id": "default",
+        "connection_id": "k-crm",
+        "contact_id": ada,
+        "remote_id": "501",
+        "fields": {},
+        "synced_at": at,
+        "pending_push": False,
+        "push_attempts": 0,
+    }
+
+    def error(workspace: str, record: str, direction: str, message: str) -> dict[str, Any]:
+        return {
+            "workspace_id": workspace,
+            "run_id": f"run-{workspace}",
+            "record": record,
+            "direction": direction,
+            "message": message,
+            "retryable": False,
+            "at": at,
+        }
+
+    def sent(workspace: str, send_id: str, contact_id: str) -> dict[str, Any]:
+        return {
+            "workspace_id": workspace,
+            "send_id": send_id,
+            "contact_id": contact_id,
+            "channel": "email",
+            "sent_at": at,
+        }
+
+    stray = {
+        "workspace_id": "globex",
+        "message_id": "globex-1",
+        "type": "track",
+        "name": "globex_only",
+        "contact_id": ada,
+        "user_id": "u-ada",
+        "anonymous_id": None,
+        "payload": {"properties": {}},
+        "timestamp": at,
+        "received_at": at,
+    }
+    async with database.transaction() as tx:
+        await tx.execute(insert(t.connections), [connection])
+        await tx.execute(insert(t.sync_links), [link])
+        await tx.execute(
+            insert(t.sync_run_errors),
+            [
+                error("default", ada, "push", "HubSpot refused ada@example.com"),
+                error("default", "remote:501", "pull", "record 501 has no email"),
+                error("default", bob, "push", "bob-only error"),
+                error("globex", ada, "push", "globex-only error"),
+            ],
+        )
+        await tx.execute(
+            insert(t.frequency_ledger),
+            [
+                sent("default", "send-ada", ada),
+                sent("default", "send-bob", bob),
+                sent("globex", "send-globex", ada),
+            ],
+        )
+        merged = {**stray, "workspace_id": "default", "message_id": "absorbed-1"}
+        merged.update(name="merged_visit", contact_id="c-absorbed-by-ada")
+        await tx.execute(insert(t.events), [stray, merged])
+
+
+async def webhook_events(site: Site, *names: str) -> None:
+    """A delivery report for each address, as SendGrid's webhook turns one into an event: the
+    router finds the contact by the address."""
+    at = datetime.now(UTC)
+    reports = [
+        bus_event(
+            WebhookEvent(
+                provider="sendgrid",
+                event_id=f"ev-{name}",
+                name="email.delivered",
+                kind="delivered",
+                occurred_at=at,
+                raw_type="delivered",
+                email=f"{name}@example.com",
+                message_id=f"pm-{name}",
+            ),
+            workspace_id="default",
+            connection_id="k-mail",
+            received_at=at,
+        )
+        for name in names
+    ]
+    await site.engine.ingest().accept(reports)
+    query = select(events.c.contact_id).where(events.c.message_id.like("sendgrid:%"))
+    for _ in range(200):
+        async with site.database.read() as connection:
+            routed = (await connection.execute(query)).scalars().all()
+        if len(routed) == len(names) and all(routed):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the webhook events were not routed")
+
+
+async def test_crm_errors_cap_ledger_and_webhook_events_are_the_persons_alone(
+    site: Site,
+) -> None:
+    ada = await site.person("ada")
+    bob = await site.person("bob")
+    await site.event("ada", total=42)
+    await site.settle(1)
+    await crm_and_cap_rows(site.database, ada, bob)
+    await webhook_events(site, "ada", "bob")
+
+    response = await site.http.get(f"/api/v1/contacts/{ada}/export")
+    document = orjson.loads(response.content)
+
+    errors = {(e["record"], e["direction"], e["message"]) for e in document["crmSyncErrors"]}
+    assert errors == {
+        (ada, "push", "HubSpot refused ada@example.com"),
+        ("remote:501", "pull", "record 501 has no email"),  # their CRM record, by its link
+    }
+    assert document["frequencyLedger"] == [
+        {"sendId": "send-ada", "channel": "email", "sentAt": "2026-03-02T10:00:00Z"}
+    ]
+    by_name = {event["name"]: event for event in document["events"]}
+    assert set(by_name) == {"order_placed", "email.delivered", "merged_visit"}  # by her userId
+    delivered = by_name["email.delivered"]
+    assert delivered["messageId"] == "sendgrid:ev-ada"
+    assert delivered["properties"]["providerMessageId"] == "pm-ada"
+    assert document["crmLinks"] == [
+        {
+            "connectionId": "k-crm",
+            "connection": "crm",
+            "provider": "hubspot",
+            "remoteId": "501",
+            "syncedAt": "2026-03-02T10:00:00Z",
+        }
+    ]
+    # every personal table has its section; every execution its child tables
+    for entry in sections(Place.DOCUMENT):
+        assert isinstance(document[RENDERINGS[entry.table.name].member], list)
+    (execution,) = document["executions"]
+    for entry in sections(Place.EXECUTION):
+        assert isinstance(execution[RENDERINGS[entry.table.name].member], list)
+    # nothing of Bob's, nothing of the other workspace's, no internal column
+    text = response.text
+    for foreign in (bob, "bob@example.com", "bob-only", "pm-bob", "send-bob", "globex"):
+        assert foreign not in text
+    for internal in ('"keyId"', '"sealed"', '"leaseOwner"', '"digest"', '"workspaceId":"globex'):
+        assert internal not in text

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import insert
 
-from campaignflow.compliance.retention import PurgeLimits, RetentionPurger
+from campaignflow.compliance.retention import RetentionPurger
+from campaignflow.domain.retention import PurgeLimits
 from campaignflow.services.retention import RetentionService
 from campaignflow.store.database import Database
 from campaignflow.store.retention import RetentionStore

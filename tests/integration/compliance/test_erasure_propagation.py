@@ -9,11 +9,14 @@ breaker) and the real connections API, on SQLite and PostgreSQL:
 - SendGrid is the fault server: it fails first (the job ends ``partial`` with the reason, and is
   retried later for SendGrid only), then accepts. (SendGrid's suppressions spec is not among the
   vendored ones, so Prism cannot serve it here.)
+
+Each call a provider answered is a record of processing of the erased contact, kept through the
+erasure (and its retry) as the proof of propagation.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,19 +33,21 @@ from campaignflow.compliance.erasure import (
     ErasureWorker,
     NoStream,
 )
+from campaignflow.domain.processing import Activity, ProcessingEntry
 from campaignflow.engine.clock import SystemClock
 from campaignflow.engine.runtime import Engine
 from campaignflow.integrations.runtime import Integrations, open_integrations
 from campaignflow.store.database import Database
 from campaignflow.store.erasure import ErasureStore
+from campaignflow.store.processing_log import ProcessingLogStore, ProcessingRecord
 from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import contact_cipher
 from tests._support.faults import FaultServer, Respond, fault_server
 from tests._support.hubspot_crm import TOKEN as HUBSPOT_TOKEN
 from tests._support.hubspot_crm import HubSpotCrm
 from tests._support.hubspot_crm import serving as serving_crm
+from tests._support.prism_pool import PrismPool
 from tests.contract.path_router import PIPEDRIVE_PREFIXES, routes_for, running_router
-from tests.contract.prism import PrismUnavailable, prism_servers
 from tests.integration.api.conftest import TOKEN, make_settings
 
 pytestmark = [pytest.mark.xdist_group("prism"), pytest.mark.timeout(240)]
@@ -58,12 +63,8 @@ SUPPRESS = "/v3/asm/suppressions/global"
 
 
 @pytest.fixture(scope="session")
-def mocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mapping[str, str]]:
-    try:
-        with prism_servers(SPECS, tmp_path_factory.mktemp("prism-erasure")) as urls:
-            yield urls
-    except PrismUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+def mocks(prism_pool: PrismPool) -> Mapping[str, str]:
+    return prism_pool.urls(SPECS)
 
 
 @dataclass
@@ -74,6 +75,9 @@ class Providers:
     crm: HubSpotCrm
     sendgrid: FaultServer
     connections: dict[str, str]  # provider -> connection id
+
+    async def records(self, contact_id: str) -> list[ProcessingRecord]:
+        return await ProcessingLogStore(self.database).list("default", contact_id, limit=100)
 
     async def connect(self, provider: str, credentials: dict[str, str], base_url: str) -> None:
         response = await self.http.post(
@@ -91,7 +95,13 @@ class Providers:
     def worker(self, at: datetime) -> ErasureWorker:
         store = ErasureStore(self.database, contact_cipher())
         links = self.integrations
-        propagator = ConnectorPropagator(links.connections, links.resolver, links.executor)
+        propagator = ConnectorPropagator(
+            links.connections,
+            links.resolver,
+            links.executor,
+            records=ProcessingLogStore(self.database),
+            now=lambda: at,
+        )
         options = ErasureOptions(max_attempts=3, retry_after=timedelta(minutes=5))
         return ErasureWorker(ErasureRunner(store, NoStream(), propagator, "w", lambda: at, options))
 
@@ -151,6 +161,7 @@ async def test_a_failed_provider_makes_the_job_partial_and_only_it_is_retried(
     await _link(providers, contact_id, "pipedrive", "42")
     providers.sendgrid.script(SUPPRESS, Respond(500, {"errors": []}))
     now = datetime.now(UTC)
+    await _sent_earlier(providers, contact_id, now)
 
     asked = await providers.http.delete(
         f"/api/v1/contacts/{contact_id}", params={"propagate": "true"}
@@ -175,6 +186,19 @@ async def test_a_failed_provider_makes_the_job_partial_and_only_it_is_retried(
     assert providers.crm.gdpr_deleted == [remote]
     assert providers.crm.by_email("bob@example.com") is not None
     assert EMAIL not in str(first)
+    proofs = await providers.records(contact_id)
+    assert _calls(proofs) == {
+        ("hubspot (hubspot)", "gdpr_delete"): 1,
+        ("pipedrive (pipedrive)", "delete_person"): 1,
+        ("mailchimp_marketing (mailchimp-marketing)", "find_member_lists"): 1,
+        ("mailchimp_marketing (mailchimp-marketing)", "delete_member_permanently"): 1,
+        ("mailchimp_transactional (mailchimp-transactional)", "reject_add"): 1,
+    }  # SendGrid failed: nothing was disclosed to record; the action of before is erased
+    assert {(p.activity, p.purpose, p.legal_basis) for p in proofs} == {
+        ("erasure.propagated", "erasure", "legal_obligation")
+    }
+    assert {p.details["erasure"] for p in proofs if p.details} == {first["id"]}
+    assert EMAIL not in str(proofs)
 
     assert not await providers.worker(now + timedelta(minutes=1)).run_once()  # not yet due
     hubspot_calls = len(providers.crm.requests)
@@ -187,6 +211,32 @@ async def test_a_failed_provider_makes_the_job_partial_and_only_it_is_retried(
     assert len(providers.crm.requests) == hubspot_calls  # HubSpot was not asked again
     bodies = [r.json for r in providers.sendgrid.received(SUPPRESS)]
     assert bodies == [{"recipient_emails": [EMAIL]}] * 2
+    # the retry erased the contact's rows again, and kept the first attempt's proofs
+    after_retry = _calls(await providers.records(contact_id))
+    assert after_retry == {**_calls(proofs), ("sendgrid (sendgrid)", "suppress_global"): 1}
+
+
+async def _sent_earlier(providers: Providers, contact_id: str, at: datetime) -> None:
+    """A record of processing as a message step writes it: erasure removes it."""
+    entry = ProcessingEntry.of(
+        workspace_id="default",
+        contact_id=contact_id,
+        occurred_at=at,
+        activity=Activity.ACTION,
+        purpose="marketing",
+        recipient="sendgrid (sendgrid)",
+        details={"execution": "x1", "node": "send", "action": "sendgrid.send_email"},
+    )
+    await ProcessingLogStore(providers.database).add([entry])
+
+
+def _calls(records: list[ProcessingRecord]) -> dict[tuple[str, str], int]:
+    """How many calls each (recipient, operation) the records name."""
+    counted: dict[tuple[str, str], int] = {}
+    for record in records:
+        key = (record.recipient, str((record.details or {}).get("operation")))
+        counted[key] = counted.get(key, 0) + 1
+    return counted
 
 
 async def test_without_propagate_no_provider_is_called(providers: Providers) -> None:

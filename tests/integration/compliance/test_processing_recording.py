@@ -1,6 +1,7 @@
-"""Recording connector steps in the records of processing: the executors the worker registers
-(``Integrations.executors``) against the local sink through the ``http`` connector, the
-buffer's batching and shutdown flush, and the CRM sync's pushes (see ``test_crm_sync.py``)."""
+"""Recording action steps in the records of processing: the executors the worker registers
+(``Integrations.executors``) against the local sink, through the ``http`` connector and the
+built-in ``http`` action, the buffer's batching and shutdown flush, and the CRM sync's pushes
+(see ``test_crm_sync.py``)."""
 
 from __future__ import annotations
 
@@ -218,9 +219,11 @@ async def test_entries_wait_while_the_database_is_down_up_to_a_cap(
 # ------------------------------------------------------------------------- through the worker
 
 
-async def test_a_workflow_step_is_recorded_for_the_executions_contact_with_the_nodes_purpose(
-    recording: Recording, database: Database
-) -> None:
+async def run_workflow(
+    recording: Recording, database: Database, definition: dict[str, Any], subject: str
+) -> tuple[str, str]:
+    """Start ``definition`` for ``subject`` through the API's service and run it to its end
+    in a worker with the executors the process registers: (execution id, its status)."""
     clock = ManualClock(AT)
     store = WorkflowStore(database, clock=clock.now)
     cipher = contact_cipher()
@@ -244,24 +247,88 @@ async def test_a_workflow_step_is_recorded_for_the_executions_contact_with_the_n
         store, executions, DeadLetterStore(database), compiled, wakeup, clock
     )
     workflows = WorkflowService(store)
-    record = await workflows.create(WORKSPACE, receipt_workflow())
+    record = await workflows.create(WORKSPACE, definition)
     await workflows.activate(WORKSPACE, record.id)
 
-    execution, _ = await service.execute(WORKSPACE, record.id, subject_id="c7", input={})
+    execution, _ = await service.execute(WORKSPACE, record.id, subject_id=subject, input={})
     while await worker.run_once():
         pass
+    return execution.id, (await executions.get(WORKSPACE, execution.id)).status
+
+
+async def test_a_workflow_step_is_recorded_for_the_executions_contact_with_the_nodes_purpose(
+    recording: Recording, database: Database
+) -> None:
+    execution_id, status = await run_workflow(recording, database, receipt_workflow(), "c7")
 
     (entry,) = await recording.entries("c7")
-    assert (await executions.get(WORKSPACE, execution.id)).status == "completed"
+    assert status == "completed"
     assert (entry.purpose, entry.legal_basis, entry.recipient) == (
         "transactional",
         "contract",
         "http (sink)",
     )
     assert entry.details == {
-        "execution": execution.id,
+        "execution": execution_id,
         "node": "receipt",
         "action": "http.request",
+    }
+
+
+async def test_a_builtin_http_step_is_recorded_with_the_urls_origin_as_recipient(
+    recording: Recording, database: Database
+) -> None:
+    url = f"{recording.sink.url}/ok?email=ada%40example.com"
+    definition = http_workflow(url, purpose="marketing")
+
+    execution_id, status = await run_workflow(recording, database, definition, "c8")
+
+    (entry,) = await recording.entries("c8")
+    assert status == "completed"
+    assert len(recording.sink.requests) == 1
+    assert recording.sink.url.startswith("http://127.0.0.1:")
+    assert (entry.activity, entry.purpose, entry.legal_basis, entry.recipient) == (
+        "action",
+        "marketing",
+        "consent",
+        recording.sink.url,  # the origin: scheme, host and port
+    )
+    assert entry.details == {"execution": execution_id, "node": "notify", "action": "http"}
+    assert "/ok" not in str(entry)
+    assert "ada" not in str(entry)  # the query carried the address; the record does not
+
+
+async def test_a_builtin_http_step_that_failed_records_nothing(
+    recording: Recording, database: Database
+) -> None:
+    definition = http_workflow(f"{recording.sink.url}/status/400", purpose="marketing")
+
+    _, status = await run_workflow(recording, database, definition, "c9")
+
+    assert status == "failed"
+    assert len(recording.sink.requests) == 1  # it went out, and was refused
+    assert await recording.entries("c9") == []
+
+
+def http_workflow(url: str, *, purpose: str) -> dict[str, Any]:
+    return {
+        "workflowId": "notify",
+        "name": "Notify",
+        "triggers": [{"type": "api"}],
+        "errorHandling": {"retryPolicy": "none", "maxRetries": 0},
+        "nodes": [
+            {
+                "id": "notify",
+                "type": "action",
+                "config": {
+                    "action": "http",
+                    "purpose": purpose,
+                    "params": {"method": "POST", "url": url, "body": {"event": "signup"}},
+                },
+                "next": "done",
+            },
+            {"id": "done", "type": "end"},
+        ],
     }
 
 

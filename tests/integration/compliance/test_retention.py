@@ -11,19 +11,20 @@ import pytest
 from sqlalchemy import delete, func, insert, select, text
 
 from campaignflow.compliance.retention import (
-    PurgeLimits,
     RetentionPurger,
+    ensure_event_partitions,
     start_retention,
     stop_retention,
 )
 from campaignflow.compliance.settings import RetentionSettings
-from campaignflow.domain.retention import DEFAULT_POLICY, RetentionPolicy
+from campaignflow.domain.retention import DEFAULT_POLICY, PurgeLimits, RetentionPolicy
 from campaignflow.security.audit_chain import AuditEvent
 from campaignflow.services.audit import AuditService
 from campaignflow.services.retention import RetentionService
 from campaignflow.store import tables as t
 from campaignflow.store.audit import AuditStore
 from campaignflow.store.database import Database
+from campaignflow.store.partitions import EventPartitions, add_months, month_start, partition_name
 from campaignflow.store.retention import RetentionStore
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -281,3 +282,19 @@ async def test_the_process_loop_purges_at_once_and_stops_cleanly(database: Datab
         await stop_retention(loop)
     assert loop.task.done()
     assert start_retention(database, RetentionSettings(enabled=False)) is None
+
+
+async def test_start_up_creates_the_event_log_months_ahead(database: Database) -> None:
+    """``up`` and ``worker`` call it before routing: on PostgreSQL a missing month ahead is
+    created (rows would otherwise pile up in the DEFAULT partition); SQLite has none."""
+    if database.dialect == "postgresql":
+        ahead = partition_name(add_months(month_start(datetime.now(UTC)), 3))
+        async with database.transaction() as connection:
+            await connection.execute(text(f"DROP TABLE {ahead}"))
+
+        await ensure_event_partitions(database)
+
+        names = [p.name for p in await EventPartitions(database).partitions()]
+        assert ahead in names
+    else:
+        await ensure_event_partitions(database)  # nothing to do, nothing fails

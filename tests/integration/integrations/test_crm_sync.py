@@ -104,6 +104,7 @@ class Platform:
                 resolve=self._resolve,
                 sender=self.sender,
                 publish=self.engine.ingest().accept,
+                erased=self.engine.erased,
                 owner=name,
                 now=self.clock,
                 options=RunnerOptions(backoff_s=0.01),
@@ -514,7 +515,7 @@ async def test_the_processs_own_sync_worker_carries_a_run(platform: Platform) ->
     run = await platform.ok("POST", f"/api/v1/connections/{platform.connection_id}/sync")
     engine = platform.engine
     worker = platform.integrations.sync_worker(
-        engine.contacts, engine.ingest().accept, owner="process"
+        engine.contacts, engine.ingest().accept, engine.erased, owner="process"
     )
     assert await worker.run_once()
     done = await platform.run(run["id"])

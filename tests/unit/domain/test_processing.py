@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from campaignflow.domain.nodes import MessagePurpose
 from campaignflow.domain.processing import (
     LEGAL_BASIS_OF_PURPOSE,
+    MAX_RECIPIENT,
     Activity,
     LegalBasis,
     ProcessingEntry,
@@ -92,3 +93,45 @@ def test_a_send_that_went_out_is_processing() -> None:
     assert took_effect({"sent": True, "messageId": "m-1"})
     assert took_effect({"sent": False})  # no rule skipped it: the provider declined, but has it
     assert took_effect(None)
+
+
+def test_an_erasure_passed_on_to_a_provider_rests_on_a_legal_obligation() -> None:
+    assert Activity.ERASURE_PROPAGATED.value == "erasure.propagated"
+    assert legal_basis_of(Purpose.ERASURE) is LegalBasis.LEGAL_OBLIGATION
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://api.example.com/v1/people?email=ada%40example.com", "https://api.example.com"),
+        ("http://user:secret@Hooks.Example.COM:8080/ada/42#x", "http://hooks.example.com:8080"),
+        ("https://example.com:443/a", "https://example.com"),  # the scheme's own port
+        ("http://example.com:443/a", "http://example.com:443"),
+        ("http://[2001:db8::1]:9000/p?q=1", "http://[2001:db8::1]:9000"),
+    ],
+)
+def test_a_request_to_a_url_is_received_by_its_origin(url: str, origin: str) -> None:
+    assert recipient_of("http", url=url) == origin
+
+
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789/=&%@.-", min_size=1, max_size=60),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789=&%@.-", max_size=60),
+)
+def test_the_recipient_never_holds_the_urls_path_or_query(path: str, query: str) -> None:
+    recipient = recipient_of("http", url=f"https://sink.example:8443/{path}?{query}")
+
+    assert recipient == "https://sink.example:8443"
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x", "https:///no-host", "not a url", ""])
+def test_a_url_without_an_http_origin_has_no_recipient(url: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        recipient_of("http", url=url)
+
+
+def test_a_recipient_fits_the_column() -> None:
+    host = ".".join(["a" * 60] * 4)  # a valid 243-character host name
+
+    assert len(recipient_of("http", url=f"https://{host}/x")) == MAX_RECIPIENT
+    assert recipient_of("sendgrid", None) == "sendgrid (no connection)"

@@ -79,3 +79,35 @@ def test_merging_keeps_every_identity_once(a: Identities, b: Identities) -> None
     assert set(merged.user_ids) == {*a.user_ids, *b.user_ids}
     assert len(merged.emails) == len(set(merged.emails))
     assert set(merged.links) == {*a.links, *b.links}
+
+
+def test_erasure_keeps_the_proof_of_propagation_that_the_export_still_reads() -> None:
+    person = pd.Person("acme", contact_ids=("c1",))
+    (log,) = [e for e in pd.PERSONAL_DATA if e.table.name == "processing_log"]
+    keyset = pd.Keyset(("id",), 10)
+    erased = pd.delete_batch(log, person, 100).compile(dialect=postgresql.dialect())
+    read = pd.select_rows(log, person, keyset).compile(dialect=postgresql.dialect())
+
+    assert str(erased).count("processing_log.activity != ") == 2  # the delete and its choice
+    assert erased.params["activity_1"] == "erasure.propagated"
+    assert "erasure.propagated" not in read.params.values()
+    assert all(not e.kept for e in pd.PERSONAL_DATA if e is not log)  # nothing else is kept
+
+
+def test_a_page_starts_after_the_last_rows_key_in_either_direction() -> None:
+    person = pd.Person("acme", contact_ids=("c1",))
+    (events,) = [e for e in pd.PERSONAL_DATA if e.table.name == "events"]
+    order = ("timestamp", "message_id")
+    forward = pd.Keyset(order, 50, after=("2026-03-27", "m9"))
+    backward = pd.Keyset(order, 50, after=("2026-03-27", "m9"), newest_first=True)
+
+    ahead = str(pd.select_rows(events, person, forward, ["message_id"]).compile())
+    behind = str(pd.select_rows(events, person, backward).compile())
+
+    assert "(events.timestamp, events.message_id) > (" in ahead
+    assert ahead.index("ORDER BY events.timestamp, events.message_id") > 0
+    assert ahead.startswith("SELECT events.message_id \nFROM")  # only the columns asked for
+    assert "(events.timestamp, events.message_id) < (" in behind
+    assert "ORDER BY events.timestamp DESC, events.message_id DESC" in behind
+    assert "events.workspace_id = " in ahead
+    assert "LIMIT" in ahead

@@ -74,15 +74,20 @@ async def list_processing_log(
     settings: AppSettings,
     activity: Annotated[
         str | None,
-        Query(max_length=64, description="Only this activity (`action`, `crm.sync`, `export`)."),
+        Query(
+            max_length=64,
+            description="Only this activity (`action`, `crm.sync`, `export`, "
+            "`erasure.propagated`).",
+        ),
     ] = None,
     since: Since = None,
     before: Before = None,
     limit: Limit = None,
     cursor: Cursor = None,
 ) -> ProcessingLogPage:
-    """Each processing of the contact's data — a connector step that sent it to a provider, a
-    push to a CRM, an export — with its purpose, legal basis and recipient, newest first.
+    """Each processing of the contact's data — a connector or `http` step that sent it to a
+    third party, a push to a CRM, an export, an erasure passed on to a provider — with its
+    purpose, legal basis and recipient, newest first.
     `since` (inclusive) and `before` (exclusive) bound when it occurred (RFC 3339)."""
     size = page_size(limit, settings)
     where = ProcessingFilter(

@@ -55,6 +55,7 @@ class SyncRunner:
         resolve: Callable[[str, str], Awaitable[ResolvedConnection]],
         sender: Sender,
         publish: EventSink,
+        erased: ErasedIdentities,
         owner: str,
         now: Callable[[], datetime],
         options: RunnerOptions | None = None,
@@ -78,7 +79,7 @@ class SyncRunner:
             publish=publish,
             digest=self._digest,
             now=now,
-            erased=ErasedIdentities(store.database, contacts.cipher),
+            erased=erased,
         )
 
     async def run(self, run: SyncRun) -> str:
