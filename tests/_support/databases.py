@@ -143,6 +143,7 @@ class ClonePool:
     """
 
     _STOP = object()
+    _TAKE_TIMEOUT_S = 120.0
 
     def __init__(self, admin: PostgresAdmin, template: str, *, ahead: int = 1) -> None:
         self._admin = admin
@@ -156,11 +157,17 @@ class ClonePool:
             self._work.put(None)  # None: make one clone
 
     def take(self) -> str:
-        """The name of a fresh clone for one test; another is made for the next."""
-        made = self._ready.get()
+        """The name of a fresh clone for one test; another is made for the next (also after a
+        failure, so the next test gets its own attempt instead of waiting for ever)."""
+        try:
+            made = self._ready.get(timeout=self._TAKE_TIMEOUT_S)
+        except queue.Empty:
+            raise RuntimeError(
+                f"no test database cloned within {self._TAKE_TIMEOUT_S:g} s"
+            ) from None
+        self._work.put(None)
         if isinstance(made, BaseException):
             raise made
-        self._work.put(None)
         return made
 
     def give_back(self, name: str) -> None:
