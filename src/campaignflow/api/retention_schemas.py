@@ -25,6 +25,12 @@ class RetentionRunOut(ApiModel):
     complete: bool = Field(
         description="False: the pass stopped at its batch budget; the next pass goes on."
     )
+    partition: str | None = Field(
+        None,
+        description="PostgreSQL: the month of the event log dropped whole (e.g. "
+        "`events_p202611`), its disk space returned to the operating system; `purged` counts "
+        "this workspace's rows in it. Null for a pass of batched deletes.",
+    )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RetentionRunOut:
@@ -38,6 +44,7 @@ class RetentionRunOut(ApiModel):
             purged=row["purged"],
             batches=int(details.get("batches", 0)),
             complete=bool(details.get("complete", True)),
+            partition=details.get("partition"),
         )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
+from campaignflow.api.retention_schemas import RetentionRunOut
 from campaignflow.compliance.retention import RetentionPurger
 from campaignflow.domain.events import Event
 from campaignflow.domain.retention import DEFAULT_POLICY, PurgeLimits, RetentionPolicy
@@ -283,6 +284,7 @@ async def test_a_purger_pass_drops_expired_months_and_records_each_workspaces_ro
     assert run["purged"] == 4
     assert run["details"]["partition"] == partition_name(first_month)
     assert run["details"]["receivedBefore"] == month(first_month, 1).isoformat()
+    assert RetentionRunOut.from_row(run).partition == partition_name(first_month)  # in the API
     assert run["cutoff"] == now - 30 * DAY  # the earliest cut-off of every workspace
     assert await RetentionService(RetentionStore(db), lambda: now).runs("quiet") == []
     # The months ahead of the pass's now exist.
