@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignflow.domain.consent import (
@@ -34,6 +34,7 @@ from campaignflow.domain.consent import (
 )
 from campaignflow.domain.contacts import ContactKey, ContactRecord
 from campaignflow.errors import NotFound
+from campaignflow.store import contact_sql
 from campaignflow.store import pg_batch as pg
 from campaignflow.store.database import Database
 from campaignflow.store.ids import new_id
@@ -46,11 +47,6 @@ _CONTACT = (
 _READ_CONSENT = select(contacts.c.consent).where(*_CONTACT)
 _LOCK_CONSENT = _READ_CONSENT.with_for_update()
 # Parameters: b_workspace, b_id, consent.
-_SET_CONSENT = (
-    update(contacts)
-    .where(contacts.c.workspace_id == bindparam("b_workspace"), contacts.c.id == bindparam("b_id"))
-    .values(consent=bindparam("consent"))
-)
 _INSERT_RECORDS = insert(consent_records)
 
 _PG_SET_CONSENT = """
@@ -193,7 +189,7 @@ async def _write_portable(
             {"b_workspace": workspace, "b_id": contact_id, "consent": document}
             for (workspace, contact_id), document in changed.items()
         ]
-        await connection.execute(_SET_CONSENT, states)
+        await connection.execute(contact_sql.SET_CONSENT, states)
     if recorded:
         await connection.execute(_INSERT_RECORDS, _record_rows(recorded, now))
 

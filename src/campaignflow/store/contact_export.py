@@ -31,7 +31,7 @@ from campaignflow.security.sealed_records import open_event_payload, open_execut
 from campaignflow.store import personal_data as pd
 from campaignflow.store import tables as t
 from campaignflow.store.database import Database
-from campaignflow.store.erasure import PHONE_KEYS, normalize_phone
+from campaignflow.store.erasure import phones_of
 from campaignflow.store.personal_data import Keyset, Person, PersonalTable
 
 Row = dict[str, Any]
@@ -169,11 +169,6 @@ def person_of(contact: ContactRecord, identities: Sequence[Row], links: Sequence
     (:meth:`~campaignflow.store.erasure.ErasureStore.resolve`): the contact, its userIds and
     anonymousIds (its :attr:`Place.FIXED` ``identities`` rows), its address and phone numbers
     as erasure normalises them, its CRM record ids (its ``crmLinks``)."""
-    phones = (
-        normalize_phone(str(value))
-        for name, value in contact.traits.items()
-        if name.casefold() in PHONE_KEYS and value
-    )
     email = normalize_email(contact.email)
     return Person(
         contact.workspace_id,
@@ -184,7 +179,7 @@ def person_of(contact: ContactRecord, identities: Sequence[Row], links: Sequence
         ),
         anonymous_ids=_unique(row["value"] for row in identities if row["kind"] == "anonymous_id"),
         emails=(email,) if email else (),
-        phones=_unique(phone for phone in phones if phone.strip("+")),
+        phones=phones_of([contact]),
         remote_ids=_unique(row["remoteId"] for row in links if row["remoteId"]),
     )
 

@@ -28,7 +28,7 @@ from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaignflow.domain.contacts import EMAIL, normalize_email
+from campaignflow.domain.contacts import EMAIL, ContactRecord, normalize_email
 from campaignflow.errors import NotFound
 from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.security.ttl_cache import TTLCache
@@ -133,6 +133,18 @@ def normalize_phone(value: str) -> str:
     number to the erased-identity list."""
     digits = "".join(ch for ch in value if ch.isdigit())
     return ("+" if value.strip().startswith("+") else "") + digits
+
+
+def phones_of(records: Iterable[ContactRecord]) -> tuple[str, ...]:
+    """The contacts' phone numbers, normalised, from the traits that hold one
+    (:data:`PHONE_KEYS`): what an erasure stops and an export finds them by."""
+    phones = (
+        normalize_phone(str(value))
+        for record in records
+        for name, value in record.traits.items()
+        if name.casefold() in PHONE_KEYS and value
+    )
+    return tuple(dict.fromkeys(phone for phone in phones if phone.strip("+")))
 
 
 def identity_digest(cipher: ContactCipher, kind: str, value: str) -> str:
@@ -371,12 +383,6 @@ class ErasureStore:
             return Identities()
         records = await ContactStore(self.database, self.cipher).get_many(workspace_id, contact_ids)
         emails = [r.email for r in records.values() if r.email]
-        phones = [
-            normalize_phone(str(value))
-            for record in records.values()
-            for name, value in record.traits.items()
-            if name.casefold() in PHONE_KEYS and value
-        ]
         identity_query = select(contact_identities.c.kind, contact_identities.c.value).where(
             contact_identities.c.workspace_id == workspace_id,
             contact_identities.c.contact_id.in_(contact_ids),
@@ -394,7 +400,7 @@ class ErasureStore:
             user_ids=tuple(v for k, v in identities if k == "user_id"),
             anonymous_ids=tuple(v for k, v in identities if k == "anonymous_id"),
             emails=tuple(dict.fromkeys(e for e in (normalize_email(x) for x in emails) if e)),
-            phones=tuple(dict.fromkeys(p for p in phones if p.strip("+"))),
+            phones=phones_of(records.values()),
             links=tuple((c, r) for c, r in links),
         )
 
