@@ -10,7 +10,7 @@ UV     := $(BIN)/uv
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: install install-node run test test-unit test-integration test-contract lint format typecheck bench lock schema openapi clean
+.PHONY: install install-node install-tools run test test-unit test-integration test-contract lint format typecheck bench lock schema openapi clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,21 @@ install: $(VENV)/.installed ## create .venv and install the locked Python depend
 
 install-node: node_modules/.installed ## the locked npm tools of the contract tests (Prism)
 
+# promtool (Debian's `prometheus` package): the tests check /metrics, the alert rules and their
+# unit tests with it, and fail without it.
+PROMTOOL_INSTALL := apt-get install -y --no-install-recommends prometheus
+install-tools: ## promtool for the metrics and alert-rule tests (apt, as root)
+	@if command -v promtool >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(PROMTOOL_INSTALL); \
+	else \
+		echo "promtool is missing; install it with: sudo $(PROMTOOL_INSTALL)"; exit 1; \
+	fi
+
 run: install ## start the platform on SQLite with the example workflows loaded
 	$(BIN)/campaignflow up --host $(HOST) --port $(PORT) --load-examples examples/workflows
 
-test: install install-node ## lint, type-check and run every test (PostgreSQL is started if none is configured)
+test: install install-node install-tools ## lint, type-check and run every test (PostgreSQL is started if none is configured)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

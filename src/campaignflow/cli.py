@@ -172,7 +172,8 @@ def serve(host: Host = "127.0.0.1", port: Port = 8080) -> None:
         settings = get_settings(mode="production")
         settings.require_secure()
         runtime.tune_garbage_collector()
-        asyncio.run(runtime.serve_production(settings, host, port))
+        with runtime.traced_process(settings, "serve"):
+            asyncio.run(runtime.serve_production(settings, host, port))
     except CampaignflowError as exc:
         raise _fail(exc) from exc
 
@@ -186,7 +187,8 @@ def worker() -> None:
         settings = get_settings()
         settings.require_secure()
         runtime.tune_garbage_collector()
-        asyncio.run(runtime.serve_worker(settings))
+        with runtime.traced_process(settings, "worker"):
+            asyncio.run(runtime.serve_worker(settings))
     except CampaignflowError as exc:
         raise _fail(exc) from exc
 
@@ -208,7 +210,8 @@ def up(
     try:
         setup = runtime.prepare_embedded(get_settings(mode="embedded"))
         runtime.tune_garbage_collector()
-        asyncio.run(_up(setup, host, port, load_examples))
+        with runtime.traced_process(setup.settings, "up"):
+            asyncio.run(_up(setup, host, port, load_examples))
     except CampaignflowError as exc:
         raise _fail(exc) from exc
 

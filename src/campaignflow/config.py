@@ -20,6 +20,7 @@ from campaignflow.engine.options import WorkerOptions
 from campaignflow.errors import ConfigurationError
 from campaignflow.integrations.settings import IntegrationSettings
 from campaignflow.observability.log_settings import LogSettings
+from campaignflow.observability.trace_settings import TracingSettings
 from campaignflow.security.network import NetworkSettings
 from campaignflow.security.oauth_settings import OAuthSettings
 from campaignflow.security.rate_limit import RateLimitSettings
@@ -120,6 +121,17 @@ class EventSettings(BaseModel):
     )
 
 
+class AlertingSettings(BaseModel):
+    """The alert evaluator, run by every worker process (``up`` and ``worker``)."""
+
+    enabled: bool = Field(
+        True, description="Evaluate alert rules in this process (any number may: each fires once)."
+    )
+    interval_seconds: float = Field(
+        30, gt=0, le=3600, description="Seconds between two evaluations of every rule."
+    )
+
+
 class SchedulerSettings(BaseModel):
     """The time-trigger scheduler, run by every worker process (``up`` and ``worker``)."""
 
@@ -154,6 +166,35 @@ class SchedulerSettings(BaseModel):
     )
     retention_days: float = Field(
         7, ge=1, le=3650, description="How long the record of a completed tick is kept."
+    )
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics: ``GET /metrics`` on the API, a small server of its own on workers."""
+
+    token: SecretStr | None = Field(
+        None,
+        description="Static bearer token Prometheus scrapes with (compared in constant time); "
+        "without it /metrics needs an operator-workspace credential with metrics:read, and a "
+        "worker serves its metrics on 127.0.0.1 only.",
+    )
+    worker_port: int = Field(
+        9108,
+        ge=0,
+        le=65535,
+        description="Port of the metrics server of `campaignflow worker` (0: do not serve).",
+    )
+    worker_host: str | None = Field(
+        None,
+        description="Address the worker's metrics server binds; default: every interface "
+        "when a token is set, else 127.0.0.1 (an unauthenticated server stays local).",
+    )
+    sampler_interval_seconds: float = Field(
+        15,
+        ge=1,
+        le=600,
+        description="How often a worker process samples queue depth and lag and open dead "
+        "letters (one grouped query each).",
     )
 
 
@@ -204,7 +245,10 @@ class Settings(BaseSettings):
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     access_log: bool = Field(True, description="Log one line per HTTP request.")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @model_validator(mode="after")
@@ -234,6 +278,11 @@ class Settings(BaseSettings):
         token = self.api_token.get_secret_value() if self.api_token else ""
         if self.api_token is not None and len(token) < 24:
             raise ConfigurationError("CAMPAIGNFLOW_API_TOKEN must be at least 24 characters long.")
+        scrape = self.metrics.token.get_secret_value() if self.metrics.token else ""
+        if self.metrics.token is not None and len(scrape) < 24:
+            raise ConfigurationError(
+                "CAMPAIGNFLOW_METRICS__TOKEN must be at least 24 characters long."
+            )
 
 
 def get_settings(**overrides: object) -> Settings:

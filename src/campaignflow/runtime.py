@@ -11,14 +11,16 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import uvicorn
 
 from campaignflow.api.app import create_app
 from campaignflow.bus.factory import open_bus
+from campaignflow.bus.step_feed_factory import open_step_feed
 from campaignflow.compliance.erasure import start_erasures, stop_erasures
 from campaignflow.compliance.retention import (
     ensure_event_partitions,
@@ -31,6 +33,10 @@ from campaignflow.engine.worker import Worker, worker_name
 from campaignflow.errors import CampaignflowError, ConfigurationError
 from campaignflow.integrations.runtime import Integrations, open_integrations
 from campaignflow.integrations.sync.worker import stop as stop_sync
+from campaignflow.observability.alert_evaluator import start_alerting, stop_alerting
+from campaignflow.observability.metrics_sampler import start_sampler, stop_sampler
+from campaignflow.observability.metrics_server import start_metrics_server, stop_metrics_server
+from campaignflow.observability.trace_export import configure_tracing, shutdown_tracing
 from campaignflow.security.api_keys import generate_key
 from campaignflow.security.contact_fields import ContactCipher, contact_cipher_from
 from campaignflow.security.key_file import embedded_encryption
@@ -115,6 +121,17 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+@contextlib.contextmanager
+def traced_process(settings: Settings, role: str) -> Iterator[None]:
+    """Spans for a process role, when ``settings.tracing`` names an exporter (off by default);
+    what is still buffered is flushed when the role stops."""
+    configure_tracing(settings.tracing, role=role)
+    try:
+        yield
+    finally:
+        shutdown_tracing()
+
+
 def open_database(settings: Settings) -> Database:
     return Database.from_url(settings.resolved_database_url)
 
@@ -176,7 +193,9 @@ async def serve_http(
     process, sharing the engine's wake-up, so an execution started through the API begins at
     once. ``cipher`` is the process's one contact cipher (its key ring serves OAuth too).
     """
-    engine = Engine.on(database, bus=open_bus(settings), contact_cipher=cipher)
+    engine = Engine.on(
+        database, bus=open_bus(settings), feed=open_step_feed(settings), contact_cipher=cipher
+    )
     integrations = integrations_of(engine, settings)
     app = create_app(
         settings,
@@ -200,7 +219,7 @@ async def serve_http(
         ssl_certfile=settings.network.tls_cert_file,
         ssl_keyfile=settings.network.tls_key_file,
     )
-    worker_task = scheduler = sync_task = erasures = retention = None
+    worker_task = scheduler = sync_task = erasures = retention = alerting = None
     if with_worker:
         await ensure_event_partitions(database)
         worker_task = asyncio.create_task(run_worker_on(engine, settings, integrations))
@@ -208,9 +227,13 @@ async def serve_http(
         sync_task = start_sync(engine, integrations)
         erasures = start_erasures(database, cipher, settings, integrations, owner=worker_name())
         retention = start_retention(database, settings.retention)
+        alerting = start_alerting(database, settings.alerting, integrations)
+    sampler = start_metrics_sampler(engine, settings) if with_worker else None
     try:
         await uvicorn.Server(config).serve()
     finally:
+        await stop_sampler(sampler)
+        await stop_alerting(alerting)
         await stop_retention(retention)
         await stop_erasures(erasures)
         await stop_sync(sync_task)
@@ -221,16 +244,23 @@ async def serve_http(
                 await worker_task
         await integrations.aclose()
         await engine.bus.close()
+        await engine.feed.close()
         await engine.wakeup.aclose()
         await database.dispose()
 
 
 def start_sync(engine: Engine, integrations: Integrations) -> asyncio.Task[None]:
     """The CRM sync loop (schedules and carries sync runs) as a task of this process."""
-    worker = integrations.sync_worker(
-        engine.contacts, engine.ingest().accept, engine.erased, owner=worker_name()
-    )
+    publish = partial(engine.ingest().accept, source="sync")
+    worker = integrations.sync_worker(engine.contacts, publish, engine.erased, owner=worker_name())
     return asyncio.create_task(worker.run_until_cancelled(), name="crm-sync")
+
+
+def start_metrics_sampler(engine: Engine, settings: Settings) -> asyncio.Task[None]:
+    """Queue depth and lag and open dead letters, sampled by each process running a worker
+    (the API alone has none: it would only repeat what the workers report)."""
+    interval = settings.metrics.sampler_interval_seconds
+    return start_sampler(engine.database, engine.clock, interval)
 
 
 def integrations_of(engine: Engine, settings: Settings) -> Integrations:
@@ -270,7 +300,9 @@ async def serve_worker(settings: Settings) -> None:
         await require_current_schema(database)
         cipher = contact_cipher_from(settings)
         await seal_plaintext(database, cipher, settings)
-        engine = Engine.on(database, bus=open_bus(settings), contact_cipher=cipher)
+        engine = Engine.on(
+            database, bus=open_bus(settings), feed=open_step_feed(settings), contact_cipher=cipher
+        )
         await ensure_event_partitions(database)
         router = None
         if settings.redis_url is not None:  # in-process events are routed by the API process
@@ -280,6 +312,9 @@ async def serve_worker(settings: Settings) -> None:
         sync_task = start_sync(engine, integrations)
         erasures = start_erasures(database, cipher, settings, integrations, owner=worker_name())
         retention = start_retention(database, settings.retention)
+        alerting = start_alerting(database, settings.alerting, integrations)
+        sampler = start_metrics_sampler(engine, settings)
+        metrics_server = await start_metrics_server(settings.metrics)
         try:
             async with _worker_on(engine, settings, integrations) as worker:
                 loop = asyncio.get_running_loop()
@@ -287,6 +322,9 @@ async def serve_worker(settings: Settings) -> None:
                     loop.add_signal_handler(signum, worker.stop)
                 await worker.run()
         finally:
+            await stop_metrics_server(metrics_server)
+            await stop_sampler(sampler)
+            await stop_alerting(alerting)
             await stop_retention(retention)
             await stop_erasures(erasures)
             await stop_sync(sync_task)
@@ -295,6 +333,7 @@ async def serve_worker(settings: Settings) -> None:
             if router is not None:
                 await stop_router(router)
             await engine.bus.close()
+            await engine.feed.close()
             await engine.wakeup.aclose()
     finally:
         await database.dispose()

@@ -1,13 +1,19 @@
-"""An HTTP client on a running app, in process: the app's lifespan (start-up, shutdown) around
-an httpx client on its ASGI interface, sending the given headers."""
+"""An app running in process for a test: :func:`serving` (the app's lifespan around an httpx
+client on its ASGI interface, sending the given headers), or :func:`uvicorn_serving` (a real
+uvicorn server on a free port, for clients that need a socket: streams, websockets)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
+
+from tests._support.servers import free_port
 
 
 @asynccontextmanager
@@ -24,3 +30,34 @@ async def serving(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@asynccontextmanager
+async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn (lifespan included) in this event loop; yields its base URL.
+    Configured as ``serve`` configures it: uvicorn leaves the process's logging alone (its own
+    logging config would change loggers' levels for every later test of this process)."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        log_config=None,
+        log_level=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)

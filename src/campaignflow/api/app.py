@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from campaignflow import __version__
 from campaignflow.api.audit_middleware import install_audit
 from campaignflow.api.edge import install_edge
+from campaignflow.api.graphql.schema import graphql_router
 from campaignflow.api.openapi import DESCRIPTION, build_openapi
 from campaignflow.api.parameters import refuse_nul
 from campaignflow.api.problems import install_problem_handlers
@@ -29,6 +30,7 @@ from campaignflow.api.routers import (
     events,
     executions,
     health,
+    metrics,
     oauth_clients,
     privacy_settings,
     retention,
@@ -38,36 +40,44 @@ from campaignflow.api.routers import (
     webhooks,
     workflows,
 )
+from campaignflow.api.routers import alerts as alerts_routers
 from campaignflow.api.routers import integrations as integrations_router
 from campaignflow.api.routers import sync as sync_router
 from campaignflow.api.routers.oauth import install_oauth, start_oauth
 from campaignflow.api.schemas import problem_responses
 from campaignflow.bus.factory import is_in_process, open_bus
 from campaignflow.bus.rate_limit_redis import RateLimiters, open_rate_limiter
+from campaignflow.bus.step_feed_factory import open_step_feed
 from campaignflow.config import Settings
 from campaignflow.engine.runtime import Engine
 from campaignflow.errors import CampaignflowError
 from campaignflow.integrations.describe import describe_connectors
 from campaignflow.integrations.runtime import Integrations, open_integrations
 from campaignflow.observability.access_log import AccessLogMiddleware
+from campaignflow.observability.alert_evaluator import open_evaluator
+from campaignflow.observability.request_spans import RequestSpanMiddleware
 from campaignflow.security.contact_fields import contact_cipher_from
 from campaignflow.security.network import parse_cidrs
 from campaignflow.security.sealing import Sealer
 from campaignflow.services.access import AccessService
+from campaignflow.services.alerts import AlertService
 from campaignflow.services.authentication import Authenticator
 from campaignflow.services.connection_authorization import ConnectionAuthorization
 from campaignflow.services.connections import ConnectionService
 from campaignflow.services.ingest import IngestLimits
+from campaignflow.services.monitoring import MonitoringService
 from campaignflow.services.oauth import OAuthService
 from campaignflow.services.retention import RetentionService
 from campaignflow.services.sync import SyncService
 from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
 from campaignflow.store.access import AccessStore
+from campaignflow.store.alerts import AlertStore
 from campaignflow.store.crm_sync import SyncStore
 from campaignflow.store.database import Database
 from campaignflow.store.retention import RetentionStore
 from campaignflow.store.triggers import TriggerStore
+from campaignflow.store.workflow_summary import WorkflowSummaryStore
 from campaignflow.store.workflows import utc_now
 from campaignflow.triggers.runner import start_router, stop_router
 
@@ -97,6 +107,9 @@ _API_ROUTERS = (
     suppressions.router,
     privacy_settings.router,
     retention.router,
+    alerts_routers.channels_router,
+    alerts_routers.rules_router,
+    alerts_routers.alerts_router,
 )
 
 
@@ -115,7 +128,10 @@ def _lifespan(  # type: ignore[no-untyped-def]
         else:
             db = database or Database.from_url(settings.resolved_database_url)
         parts = engine or Engine.on(
-            db, bus=open_bus(settings), contact_cipher=contact_cipher_from(settings)
+            db,
+            bus=open_bus(settings),
+            feed=open_step_feed(settings),
+            contact_cipher=contact_cipher_from(settings),
         )
         store = parts.workflows
         app.state.database = db
@@ -123,6 +139,8 @@ def _lifespan(  # type: ignore[no-untyped-def]
         app.state.workflows = WorkflowService(store)
         app.state.triggers = TriggerService(TriggerStore(db))
         app.state.executions = parts.service()
+        app.state.step_feed = parts.feed  # the live monitoring stream (SSE, GraphQL)
+        app.state.monitoring = MonitoringService(store, WorkflowSummaryStore(db), utc_now)
         app.state.ingest = parts.ingest(
             IngestLimits(settings.events.max_event_bytes, settings.events.max_batch_bytes)
         )
@@ -145,6 +163,7 @@ def _lifespan(  # type: ignore[no-untyped-def]
                 await stop_router(router)
             if engine is None:
                 await parts.bus.close()
+                await parts.feed.close()
                 await parts.wakeup.aclose()
             if owns_database:
                 await db.dispose()
@@ -178,6 +197,14 @@ def _install_integrations(app: FastAPI, integrations: Integrations) -> None:
         integrations.connections,
         SyncStore(integrations.connections.database),
         integrations.connectors,
+        utc_now,
+    )
+    database = integrations.connections.database  # alerting: channels send as the evaluator does
+    app.state.alerts = AlertService(
+        AlertStore(database),
+        integrations.secrets,
+        integrations.connections,
+        open_evaluator(database, integrations).sender,
         utc_now,
     )
 
@@ -266,6 +293,7 @@ def create_app(
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)  # credentialed: an operator's, or the scrape token
     # Every resource router is included straight into the app with its prefix, not through an
     # intermediate APIRouter: FastAPI resolves an included router's routes lazily, once per app
     # and only as far as a request's match goes, whereas an unprefixed nested include resolves
@@ -284,9 +312,13 @@ def create_app(
     app.include_router(
         webhooks.router, prefix=API_PREFIX, dependencies=[Depends(refuse_nul)], responses=guarded
     )
+    # GraphQL (issue 9): the same services and permission checks, authenticated per operation.
+    app.include_router(graphql_router(settings))
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     install_edge(app, settings)
     install_audit(app)  # outside the edge: refusals by size or headers are audited too
-    if settings.access_log:  # outermost: it times and logs everything, refusals included
-        app.add_middleware(AccessLogMiddleware)
+    # It times, counts (metrics) and logs everything, refusals included.
+    app.add_middleware(AccessLogMiddleware, log=settings.access_log)
+    # Outermost: a request's span (tracing on) covers all of the above.
+    app.add_middleware(RequestSpanMiddleware)
     return app

@@ -32,7 +32,10 @@ from campaignflow.engine.clock import Clock, SystemClock
 from campaignflow.security.audit_chain import AuditEvent
 from campaignflow.security.audit_policy import (
     PERSONAL_DATA_READS,
+    AuditTarget,
+    GraphQLOperation,
     is_audited,
+    is_graphql,
     may_be_audited,
     outcome,
     target,
@@ -146,6 +149,9 @@ class _Exchange:
 
     def _fails_closed(self, status: int) -> bool:
         route = self._scope.get("route")
+        operation = self._state.get("graphql_operation")
+        if isinstance(operation, GraphQLOperation):  # a GraphQL read of personal data
+            return operation.personal and not operation.failed and not operation.denied
         return status < 400 and getattr(route, "name", None) in PERSONAL_DATA_READS
 
     async def _refuse(self) -> None:
@@ -162,8 +168,10 @@ class _Exchange:
         scope = self._scope
         method, path = scope["method"], scope["path"]
         route_name = getattr(scope.get("route"), "name", None)
-        if not is_audited(method, path, route_name, status):
+        decided = self._decide(method, path, route_name, status)
+        if decided is None:
             return None
+        what, result = decided
         principal = self._state.get("principal")
         if not isinstance(principal, Principal):
             logger.warning(
@@ -175,7 +183,6 @@ class _Exchange:
                 request_id=self._state["request_id"],
             )
             return None
-        what = target(method, path, route_name, scope.get("path_params") or {})
         details = dict(what.details or {})
         location = _header(start, b"location") if start is not None else None
         if location is not None:
@@ -192,12 +199,27 @@ class _Exchange:
             method=method[:10],
             path=_clean(path, _MAX_PATH) or "",
             status=status,
-            outcome=outcome(status),
+            outcome=result,
             ip=self._client_ip(),
             user_agent=_clean(_header(scope, b"user-agent"), _MAX_USER_AGENT),
             request_id=self._state["request_id"],
             details={key: _clean(value, _MAX_PATH) or "" for key, value in details.items()} or None,
         )
+
+    def _decide(
+        self, method: str, path: str, route_name: str | None, status: int
+    ) -> tuple[AuditTarget, str] | None:
+        """What to record and its outcome; ``None`` when the request is not audited. A GraphQL
+        request is named by the operation its view recorded (its HTTP status is always 200)."""
+        if is_graphql(path):
+            operation = self._state.get("graphql_operation")
+            if not isinstance(operation, GraphQLOperation) or not operation.audited:
+                return None
+            return operation.target(), operation.outcome(status)
+        if not is_audited(method, path, route_name, status):
+            return None
+        what = target(method, path, route_name, self._scope.get("path_params") or {})
+        return what, outcome(status)
 
     def _client_ip(self) -> str | None:
         given = self._state.get("client_ip")

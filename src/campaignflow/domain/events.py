@@ -36,6 +36,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     received_at: datetime
     sent_at: datetime | None = None
     original_timestamp: datetime | None = None
+    # The W3C traceparent of the request that accepted it, when tracing is on: carried over the
+    # bus so the router's span links back to it. Not stored with the event, not shown to CEL.
+    trace: str | None = None
 
     @property
     def routing_name(self) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,11 +24,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from opentelemetry.trace import Span
 
 from campaignflow import __version__
 from campaignflow.domain.durations import InvalidDuration, parse_duration
 from campaignflow.engine.actions import IDEMPOTENCY_HEADER, ActionCall, ActionFailed
 from campaignflow.engine.clock import Clock, SystemClock
+from campaignflow.observability import tracing
+from campaignflow.observability.metrics import integration_request
 
 METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -78,7 +83,7 @@ class HttpExecutor:
 
     async def execute(self, call: ActionCall) -> dict[str, Any]:
         request = _build_request(call, self._default_timeout_s)
-        answer = await self._exchange(request)
+        answer = await self._exchange(request, ("http", "request"))
         return self._outcome(request, answer)
 
     async def send(
@@ -89,9 +94,11 @@ class HttpExecutor:
         headers: Mapping[str, str],
         body: bytes | None,
         timeout_s: float | None = None,
+        labels: tuple[str, str] = ("http", "request"),
     ) -> HttpAnswer:
         """One exchange over the pooled session, whatever the status (connectors classify it
-        themselves); transport failures raise :class:`ActionFailed` naming the host only."""
+        themselves); transport failures raise :class:`ActionFailed` naming the host only.
+        ``labels`` (provider, operation) name the exchange in the request metrics."""
         _, host = _url_and_host(url)
         request = _Request(
             method=method,
@@ -101,9 +108,56 @@ class HttpExecutor:
             body=body,
             timeout_s=timeout_s or self._default_timeout_s,
         )
-        return await self._exchange(request)
+        return await self._exchange(request, labels)
 
-    async def _exchange(self, request: _Request) -> HttpAnswer:
+    async def _exchange(self, request: _Request, labels: tuple[str, str]) -> HttpAnswer:
+        """Every outbound request goes through here (the http action and every connector),
+        so this is where they are counted, timed and traced.
+
+        Traced, the exchange is a client span, with ``traceparent`` sent on so a provider that
+        traces continues the trace; the span names the host, provider, operation and status
+        only (the URL's path and query may carry the person's data)."""
+        if not tracing.enabled():
+            return await self._measured(request, labels, None)
+        provider, operation = labels
+        with tracing.tracer().start_as_current_span(
+            f"{request.method} {provider} {operation}",
+            kind=tracing.CLIENT,
+            attributes={
+                "http.request.method": request.method,
+                "server.address": request.host,
+                "campaignflow.provider": provider,
+                "campaignflow.operation": operation,
+            },
+            record_exception=False,
+        ) as span:
+            headers = dict(request.headers)
+            tracing.inject_into(headers)
+            return await self._measured(dataclasses.replace(request, headers=headers), labels, span)
+
+    async def _measured(
+        self, request: _Request, labels: tuple[str, str], span: Span | None
+    ) -> HttpAnswer:
+        started = time.perf_counter()
+        status = "error"
+        try:
+            answer = await self._exchange_once(request)
+        except ActionFailed as exc:
+            status = "timeout" if isinstance(exc.__cause__, TimeoutError) else "error"
+            if span is not None:
+                span.set_status(tracing.error_status(status))
+            raise
+        else:
+            status = str(answer.status)
+            if span is not None:
+                span.set_attribute("http.response.status_code", answer.status)
+                if answer.status >= 400:
+                    span.set_status(tracing.error_status(f"HTTP {answer.status}"))
+        finally:
+            integration_request(*labels, status, time.perf_counter() - started)
+        return answer
+
+    async def _exchange_once(self, request: _Request) -> HttpAnswer:
         session = self._session_for_call()
         with _map_exceptions(request):
             async with session.request(

@@ -35,7 +35,7 @@ from campaignflow.domain.workflow import (
     SplitNode,
     WaitForEventNode,
 )
-from campaignflow.engine.actions import ActionCall, ActionFailed, ExecutorRegistry
+from campaignflow.engine.actions import ActionCall, ActionExecutor, ActionFailed, ExecutorRegistry
 from campaignflow.engine.compiled import CompiledWorkflow, join_node
 from campaignflow.engine.model import (
     MAIN_TOKEN,
@@ -54,6 +54,7 @@ from campaignflow.engine.model import (
     in_branch,
     split_token,
 )
+from campaignflow.observability import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -366,7 +367,9 @@ class _Run:
             purpose=node.config.purpose,
         )
         try:
-            return await executor.execute(call)
+            if not tracing.enabled():
+                return await executor.execute(call)
+            return await _traced(executor, call)
         except ActionFailed as exc:
             raise StepFailure(
                 exc.message,
@@ -701,3 +704,23 @@ def _instant(payload: Any, key: str, default: datetime) -> datetime:
         except ValueError:
             return default
     return default
+
+
+async def _traced(executor: ActionExecutor, call: ActionCall) -> Any:
+    """The action as a span: its client requests (connectors, ``http``) are its children."""
+    with tracing.tracer().start_as_current_span(
+        f"action {call.action}",
+        attributes=tracing.attributes(
+            campaignflow__action=call.action,
+            campaignflow__node_id=call.node_id,
+            campaignflow__attempt=call.attempt,
+            campaignflow__connection=call.connection,
+        ),
+        record_exception=False,  # an executor's message may quote the person's data
+    ) as span:
+        try:
+            return await executor.execute(call)
+        except ActionFailed as exc:
+            span.set_attribute("campaignflow.retryable", exc.retryable)
+            span.set_status(tracing.error_status("action failed"))
+            raise

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from campaignflow.bus.events import EventBus
 from campaignflow.bus.in_process import InProcessBus
+from campaignflow.bus.step_feed import StepFeed
+from campaignflow.bus.step_feed_memory import InProcessStepFeed
 from campaignflow.bus.wakeup import Wakeup, wakeup_for
 from campaignflow.engine.actions import ExecutorRegistry
 from campaignflow.engine.clock import Clock, SystemClock
 from campaignflow.engine.compiled import CompiledWorkflows
+from campaignflow.engine.feed_observer import StepFeedObserver
 from campaignflow.engine.http_action import HttpExecutor
 from campaignflow.engine.interpreter import Interpreter
+from campaignflow.engine.observers import BatchObserver
 from campaignflow.engine.options import WorkerOptions
 from campaignflow.engine.worker import Worker, database_lanes
+from campaignflow.observability.engine_metrics import MetricsObserver, timed_executors
 from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.services.executions import ExecutionService
 from campaignflow.services.ingest import IngestLimits, IngestService
@@ -52,6 +57,11 @@ class Engine:
     # The erased-identity list every ingestion path consults (the API, provider webhooks, a
     # CRM sync's publishing): an erased person's events are dropped wherever they come from.
     erased: ErasedIdentities
+    # Who sees each committed batch of this process's workers (metrics, the live step feed).
+    observers: tuple[BatchObserver, ...] = ()
+    # Where this process's workers publish their steps and its API subscribes (SSE, GraphQL):
+    # in-process in the embedded mode, Redis when workers and API run apart.
+    feed: StepFeed = field(default_factory=InProcessStepFeed)
 
     @classmethod
     def on(
@@ -62,6 +72,8 @@ class Engine:
         clock: Clock | None = None,
         wakeup: Wakeup | None = None,
         bus: EventBus | None = None,
+        observers: tuple[BatchObserver, ...] = (),
+        feed: StepFeed | None = None,
     ) -> Engine:
         """``contact_cipher`` seals the sensitive fields of contacts, executions and events
         (required: there is no plaintext mode; build it with ``contact_cipher_from``)."""
@@ -70,6 +82,7 @@ class Engine:
         async def load(workspace: str, workflow: str, version: int) -> dict[str, Any]:
             return (await workflows.get_version(workspace, workflow, version)).definition
 
+        step_feed = feed or InProcessStepFeed()
         return cls(
             database,
             workflows,
@@ -82,6 +95,9 @@ class Engine:
             bus or InProcessBus(),
             ContactStore(database, contact_cipher),
             ErasedIdentities(database, contact_cipher),
+            # every engine feeds the Prometheus metrics (and the live step feed)
+            (MetricsObserver(), StepFeedObserver(step_feed), *observers),
+            step_feed,
         )
 
     def service(self) -> ExecutionService:
@@ -103,10 +119,11 @@ class Engine:
         return Worker(
             self.queue,
             self.compiled,
-            Interpreter(executors),
+            Interpreter(timed_executors(executors, self.observers)),
             self.wakeup,
             self.clock,
             options=options,
+            observers=self.observers,
         )
 
     def ingest(self, limits: IngestLimits | None = None) -> IngestService:

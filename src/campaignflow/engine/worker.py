@@ -13,14 +13,17 @@ import logging
 import os
 import socket
 from collections import defaultdict
+from collections.abc import Sequence
 
 from campaignflow.bus.wakeup import Wakeup
 from campaignflow.engine.clock import Clock
 from campaignflow.engine.compiled import CompiledWorkflows
 from campaignflow.engine.interpreter import Interpreter, unrunnable
 from campaignflow.engine.model import ExecutionRecord, Outcome, TaskRecord
+from campaignflow.engine.observers import BatchObserver, notify_claimed, notify_committed
 from campaignflow.engine.options import WorkerOptions
 from campaignflow.errors import CampaignflowError, InvalidDefinition
+from campaignflow.observability import tracing
 from campaignflow.store.database import Database
 from campaignflow.store.engine_rows import Key
 from campaignflow.store.ids import new_id
@@ -46,6 +49,7 @@ class Worker:
         *,
         options: WorkerOptions | None = None,
         name: str | None = None,
+        observers: Sequence[BatchObserver] = (),
     ) -> None:
         self.queue = queue
         self.workflows = workflows
@@ -54,6 +58,7 @@ class Worker:
         self.clock = clock
         self.options = options or WorkerOptions()
         self.name = name or worker_name()
+        self.observers = tuple(observers)
         self._stopping = asyncio.Event()
 
     async def run_once(self) -> int:
@@ -64,6 +69,8 @@ class Worker:
         )
         if not tasks:
             return 0
+        if self.observers:
+            notify_claimed(self.observers, tasks, now)
         by_execution: dict[Key, list[TaskRecord]] = defaultdict(list)
         for task in tasks:
             by_execution[(task.workspace_id, task.execution_id)].append(task)
@@ -79,7 +86,14 @@ class Worker:
         )
         outcomes = [outcome for outcome in advanced if outcome is not None]
         revisions = {key: record.revision for key, record in executions.items()}
-        conflicts = await self.queue.commit(outcomes, revisions, self.name, self.clock.now())
+        committed_at = self.clock.now()
+        conflicts = await self.queue.commit(outcomes, revisions, self.name, committed_at)
+        if self.observers:
+            stale = set(conflicts)
+            written = [
+                o for o in outcomes if (o.execution.workspace_id, o.execution.id) not in stale
+            ]
+            await notify_committed(self.observers, written, committed_at)
         if orphans:
             await self.queue.drop_tasks(orphans)
         if conflicts:
@@ -110,7 +124,24 @@ class Worker:
                 execution.id,
             )
             return None  # its tasks stay leased and come back when the lease runs out
-        return await self.interpreter.advance(execution, compiled, tasks, now)
+        if not tracing.enabled():
+            return await self.interpreter.advance(execution, compiled, tasks, now)
+        # A child of whatever started the execution (state["trace"]), however long ago.
+        with tracing.tracer().start_as_current_span(
+            "advance execution",
+            context=tracing.context_of(execution.state.get("trace")),
+            attributes={
+                "campaignflow.workspace_id": execution.workspace_id,
+                "campaignflow.execution_id": execution.id,
+                "campaignflow.workflow_id": execution.workflow_id,
+                "campaignflow.workflow_version": execution.workflow_version,
+                "campaignflow.tasks": len(tasks),
+            },
+        ) as span:
+            outcome = await self.interpreter.advance(execution, compiled, tasks, now)
+            span.set_attribute("campaignflow.steps", len(outcome.steps))
+            span.set_attribute("campaignflow.execution_status", str(execution.status))
+            return outcome
 
     async def run(self) -> None:
         """Run lanes until :meth:`stop`; each finishes the batch it holds before returning."""

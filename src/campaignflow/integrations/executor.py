@@ -44,6 +44,7 @@ from campaignflow.integrations.connector import (
 from campaignflow.integrations.guards import OutboundGuards
 from campaignflow.integrations.oauth_tokens import AccessTokens
 from campaignflow.integrations.prepare import MissingCredential, PreparedRequest, prepare
+from campaignflow.observability.metrics import BREAKERS
 
 if TYPE_CHECKING:
     from campaignflow.compliance.send_gate import SendGate
@@ -217,6 +218,7 @@ class ConnectorExecutor:
         connector = connection.connector
         key = connection.record.id
         admission = await self._guards.admit(key, connector.breaker)
+        BREAKERS.observe(connector.provider, key, admission.state.mode)
         if not admission.allowed:
             raise ActionFailed(
                 f"{connector.provider}: calls are paused after repeated failures "
@@ -233,9 +235,11 @@ class ConnectorExecutor:
                 headers=prepared.headers,
                 body=prepared.body,
                 timeout_s=self._options.timeout_s,
+                labels=(connector.provider, _operation_of(call)),
             )
         except ActionFailed as exc:
-            await self._guards.record(key, connector.breaker, success=not exc.retryable)
+            state = await self._guards.record(key, connector.breaker, success=not exc.retryable)
+            BREAKERS.observe(connector.provider, key, state.mode)
             raise
         except BaseException:
             # Cancelled (a worker stopping) or a bug of ours: says nothing about the provider.
@@ -245,7 +249,10 @@ class ConnectorExecutor:
                 await self._guards.record(key, connector.breaker, success=False)
             raise
         verdict = classify_answer(connector, answer.status, answer.body)
-        await self._guards.record(key, connector.breaker, success=not verdict.breaker_failure)
+        state = await self._guards.record(
+            key, connector.breaker, success=not verdict.breaker_failure
+        )
+        BREAKERS.observe(connector.provider, key, state.mode)
         if verdict.ok:
             return answer
         if answer.status == 401:
@@ -365,6 +372,12 @@ class ConnectorExecutor:
             )
         if slot.wait > 0:
             await asyncio.sleep(slot.wait)
+
+
+def _operation_of(call: ActionCall | None) -> str:
+    """The metrics' operation label: the step's operation; ``direct`` for requests outside a
+    step (a CRM sync's pages, a connection test)."""
+    return call.action.partition(".")[2] if call is not None else "direct"
 
 
 def _validated(operation: Operation, call: ActionCall) -> Any:

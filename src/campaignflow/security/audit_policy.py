@@ -91,6 +91,20 @@ NOT_PERSONAL_READS = frozenset(
         "get_send_policy",
         "get_retention",
         "list_retention_runs",
+        # Prometheus metrics (outside /api/v1, so never audited): counts by workspace and
+        # workflow, route templates — no person in them.
+        "metrics",
+        # Live monitoring (issue 9): step events carry ids, node ids, statuses and an error
+        # class, never a subject, input or output; a summary is counts per workflow and node.
+        "stream_executions",
+        "get_workflow_summary",
+        # Alerting (issue 9): rules, channels (secrets never returned) and alerts: counts.
+        "list_alert_channels",
+        "get_alert_channel",
+        "list_alert_rules",
+        "get_alert_rule",
+        "list_alerts",
+        "get_alert",
     }
 )
 
@@ -112,7 +126,8 @@ def _under(path: str, prefix: str) -> bool:
 def may_be_audited(method: str, path: str) -> bool:
     """Whether a request can be recorded at all, known before routing (the rest pass by)."""
     if method in MUTATING_METHODS:
-        return any(_under(path, prefix) for prefix in (API_PREFIX, OAUTH_PREFIX, SEGMENT_PREFIX))
+        prefixes = (API_PREFIX, OAUTH_PREFIX, SEGMENT_PREFIX, GRAPHQL_PATH)
+        return any(_under(path, prefix) for prefix in prefixes)
     return method in READ_METHODS and _under(path, API_PREFIX)
 
 
@@ -163,3 +178,51 @@ def target(
     return AuditTarget(
         f"{resource}.{verb_of(route_name, resource, method)}", resource, resource_id, details
     )
+
+
+# ---------------------------------------------------------------- GraphQL (issue 9)
+# One route serves every GraphQL operation, so the route name says nothing: the GraphQL layer
+# records what the operation was (GraphQLOperation on ``request.state.graphql_operation``) and
+# the same rules apply to it: every mutation is recorded whatever its outcome, and a query is
+# when one of its root fields reads personal data (the reads REST lists above).
+GRAPHQL_PATH = "/graphql"
+GRAPHQL_PERSONAL_FIELDS = frozenset(
+    {"contacts", "contact", "executions", "execution", "deadLetters", "deadLetter"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLOperation:
+    """What one ``POST /graphql`` ran: its type, name, root fields and the id its first root
+    field was about; whether it was refused (UNAUTHENTICATED, FORBIDDEN) or failed otherwise."""
+
+    operation_type: str  # "query" | "mutation" | "subscription"
+    name: str | None
+    fields: tuple[str, ...]
+    resource_id: str | None = None
+    denied: bool = False
+    failed: bool = False
+
+    @property
+    def personal(self) -> bool:
+        return any(name in GRAPHQL_PERSONAL_FIELDS for name in self.fields)
+
+    @property
+    def audited(self) -> bool:
+        return self.operation_type == "mutation" or self.personal
+
+    def outcome(self, status: int) -> str:
+        """The HTTP status of a GraphQL answer is 200 whatever happened: its errors decide."""
+        if self.denied:
+            return "denied"
+        return "failure" if self.failed else outcome(status)
+
+    def target(self) -> AuditTarget:
+        """``graphql.<rootField>`` (``graphql.<type>`` for several root fields)."""
+        verb = self.fields[0] if len(self.fields) == 1 else self.operation_type
+        details = {"operation": self.name or "", "fields": ",".join(self.fields)}
+        return AuditTarget(f"graphql.{verb}", "graphql", self.resource_id, details)
+
+
+def is_graphql(path: str) -> bool:
+    return _under(path, GRAPHQL_PATH)

@@ -41,6 +41,14 @@ class Permission(StrEnum):
     CONTACTS_EXPORT = "contacts:export"
     PRIVACY_READ = "privacy:read"
     PRIVACY_WRITE = "privacy:write"
+    # Observability (issue 9): alerts are seen by operators and ruled by editors; a channel
+    # holds a credential (a Slack URL, a signing secret), so writing one is an admin right, as
+    # for connections. /metrics is process-wide, so it is read only by admins of the operator's
+    # workspace (a Prometheus scrape key carries just this scope).
+    ALERTS_READ = "alerts:read"
+    ALERTS_WRITE = "alerts:write"
+    ALERT_CHANNELS_WRITE = "alert_channels:write"
+    METRICS_READ = "metrics:read"
 
 
 class Role(StrEnum):
@@ -65,12 +73,14 @@ _OPERATOR = _VIEWER | {
     P.CONNECTIONS_READ,
     P.CONNECTIONS_SYNC,  # run a configured sync now, as an operator reruns a workflow
     P.SUPPRESSIONS_READ,  # like contacts: whether a person's address may be mailed
+    P.ALERTS_READ,
 }
 _EDITOR = _OPERATOR | {
     P.WORKFLOWS_WRITE,
     P.TRIGGERS_WRITE,
     P.CONTACTS_WRITE,
     P.SUPPRESSIONS_WRITE,
+    P.ALERTS_WRITE,
 }
 _ADMIN = _EDITOR | {
     P.ACCESS_READ,
@@ -81,6 +91,8 @@ _ADMIN = _EDITOR | {
     P.CONTACTS_EXPORT,
     P.PRIVACY_READ,
     P.PRIVACY_WRITE,
+    P.ALERT_CHANNELS_WRITE,
+    P.METRICS_READ,
 }
 _OWNER = _ADMIN | {P.WORKSPACE_WRITE}
 

@@ -18,6 +18,7 @@ from campaignflow.engine.scenario import parse_scenario
 from campaignflow.engine.simulator import simulate
 from campaignflow.engine.waits import wait_takes
 from campaignflow.errors import Conflict, IdempotencyKeyReused
+from campaignflow.observability.metrics import execution_finished
 from campaignflow.store.dead_letters import DeadLetterRecord, DeadLetterStore
 from campaignflow.store.deliveries import DeliveryRecord, DeliveryStore
 from campaignflow.store.executions import (
@@ -146,13 +147,18 @@ class ExecutionService:
         )
 
     async def cancel(self, workspace_id: str, execution_id: str) -> ExecutionRecord:
-        return await self.executions.cancel(workspace_id, execution_id, self.clock.now())
+        record = await self.executions.cancel(workspace_id, execution_id, self.clock.now())
+        execution_finished(workspace_id, record.workflow_id, record.status)
+        return record
 
     async def exit_older_versions(self, workspace_id: str, workflow_id: str, version: int) -> int:
         """The ``exit`` in-flight policy: live executions of earlier versions are cancelled."""
-        return await self.executions.exit_versions_below(
+        exited = await self.executions.exit_versions_below(
             workspace_id, workflow_id, version, self.clock.now()
         )
+        if exited:
+            execution_finished(workspace_id, workflow_id, ExecutionStatus.CANCELLED, exited)
+        return exited
 
     async def retry(self, workspace_id: str, execution_id: str) -> ExecutionRecord:
         """Re-run a failed execution from the node(s) where it failed."""

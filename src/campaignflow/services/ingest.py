@@ -13,7 +13,9 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Literal, Protocol
+
+import msgspec
 
 from campaignflow.bus.events import EventBus
 from campaignflow.domain import event_parsing
@@ -21,6 +23,8 @@ from campaignflow.domain.contacts import normalize_email
 from campaignflow.domain.event_parsing import ParsedBatch
 from campaignflow.domain.events import Event, EventType, encode_events
 from campaignflow.engine.clock import Clock
+from campaignflow.observability import tracing
+from campaignflow.observability.metrics import events_ingested
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ def _message_index(path: tuple[object, ...]) -> int:
 
 
 Parser = Callable[..., ParsedBatch]
+IngestSource = Literal["api", "segment", "webhook", "sync"]
 
 
 class ErasedCheck(Protocol):
@@ -80,19 +85,21 @@ class IngestService:
         self.dropped_erased = 0  # events dropped because they name an erased person
 
     async def native_event(self, workspace_id: str, body: bytes) -> IngestResult:
-        return await self._ingest(event_parsing.parse_native_event, workspace_id, body)
+        return await self._ingest(event_parsing.parse_native_event, workspace_id, body, "api")
 
     async def native_batch(self, workspace_id: str, body: bytes) -> IngestResult:
-        return await self._ingest(event_parsing.parse_native_batch, workspace_id, body)
+        return await self._ingest(event_parsing.parse_native_batch, workspace_id, body, "api")
 
     async def segment_call(self, workspace_id: str, kind: EventType, body: bytes) -> IngestResult:
         parse = partial(event_parsing.parse_segment_call, kind)
-        return await self._ingest(parse, workspace_id, body)
+        return await self._ingest(parse, workspace_id, body, "segment")
 
     async def segment_batch(self, workspace_id: str, body: bytes) -> IngestResult:
-        return await self._ingest(event_parsing.parse_segment_batch, workspace_id, body)
+        return await self._ingest(event_parsing.parse_segment_batch, workspace_id, body, "segment")
 
-    async def _ingest(self, parse: Parser, workspace_id: str, body: bytes) -> IngestResult:
+    async def _ingest(
+        self, parse: Parser, workspace_id: str, body: bytes, source: IngestSource
+    ) -> IngestResult:
         parsed = parse(
             body,
             workspace_id=workspace_id,
@@ -100,23 +107,28 @@ class IngestService:
             max_event_bytes=self.limits.max_event_bytes,
             max_body_bytes=self.limits.max_body_bytes,
         )
-        await self.accept(parsed.events)
+        await self.accept(parsed.events, source=source)
         return IngestResult(parsed.events, parsed)
 
-    async def accept(self, events: list[Event]) -> None:
+    async def accept(self, events: list[Event], *, source: IngestSource = "api") -> None:
         """Append ``events`` to the bus: one entry per shard, in order; returns once durable.
         Events naming an erased person are dropped, silently to the sender (who must not learn
-        who was erased) and counted."""
+        who was erased) and counted. ``source`` labels the ingestion metric: the native API,
+        Segment's endpoints, provider webhooks or a CRM sync."""
         if events and self._erased is not None:
             events = await self._without_erased(events)
         if not events:
             return
+        trace = tracing.current_traceparent()
+        if trace is not None:  # tracing on: the router's span links back to this request
+            events = [msgspec.structs.replace(event, trace=trace) for event in events]
         by_shard: dict[int, list[Event]] = {}
         for event in events:
             by_shard.setdefault(self._bus.shard_for(event.partition_key), []).append(event)
         await self._bus.publish(
             [(shard, encode_events(group)) for shard, group in by_shard.items()]
         )
+        events_ingested((event.workspace_id for event in events), source)
 
     async def _without_erased(self, events: list[Event]) -> list[Event]:
         """One query for the whole batch (none while the workspace has erased nobody)."""

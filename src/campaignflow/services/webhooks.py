@@ -125,7 +125,8 @@ class WebhookService:
                     event, workspace_id=workspace, connection_id=connection.id, received_at=now
                 )
                 for event in events
-            ]
+            ],
+            source="webhook",
         )
         return WebhookOutcome(len(events), ignored, rejected, suppressed, advanced)
 

@@ -25,6 +25,7 @@ from campaignflow.engine.model import (
     TaskKind,
 )
 from campaignflow.errors import Conflict, NotFound
+from campaignflow.observability.tracing import current_traceparent
 from campaignflow.security.contact_fields import ContactCipher
 from campaignflow.security.sealed_records import stored_state
 from campaignflow.store import engine_sql as sql
@@ -84,12 +85,15 @@ class WaitRecord:
     created_at: datetime
 
 
-def initial_state(event: dict[str, Any] | None = None) -> dict[str, Any]:
+def initial_state(event: dict[str, Any] | None = None, trace: str | None = None) -> dict[str, Any]:
     """A new execution: one live token (its start task) and no steps yet; an execution started
-    by an event sees that event as ``event`` until a wait takes another."""
+    by an event sees that event as ``event`` until a wait takes another. ``trace`` is the
+    ``traceparent`` of what started it (tracing on): every later advance is its child."""
     state: dict[str, Any] = {"live": 1, "seq": 0}
     if event is not None:
         state["event"] = event
+    if trace is not None:
+        state["trace"] = trace
     return state
 
 
@@ -97,6 +101,7 @@ def new_records(
     news: Sequence[NewExecution], now: datetime, ids: Sequence[str] | None = None
 ) -> builtins.list[ExecutionRecord]:
     """The records of executions about to start (ids assigned here unless given)."""
+    trace = current_traceparent()  # the router's batch span, the execute request's span …
     return [
         ExecutionRecord(
             workspace_id=new.workspace_id,
@@ -108,7 +113,7 @@ def new_records(
             trigger=new.trigger,
             input=new.input,
             contact=new.contact,
-            state=initial_state(new.event),
+            state=initial_state(new.event, trace),
             revision=0,
             created_at=now,
             updated_at=now,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from datetime import UTC, datetime, timedelta
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _LENGTH = 26
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIME_CHARS = 10  # 2 zero bits and the 48 bits of milliseconds: the id's leading characters
 
 
 def new_id(now_ms: int | None = None) -> str:
@@ -23,3 +26,10 @@ def new_id(now_ms: int | None = None) -> str:
         value, digit = divmod(value, 32)
         chars.append(_ALPHABET[digit])
     return "".join(reversed(chars))
+
+
+def id_floor(moment: datetime) -> str:
+    """The smallest id made at or after ``moment`` (its time characters, the rest zeros):
+    ``id >= id_floor(t)`` selects the rows created since ``t`` on an index that has the id."""
+    millis = (moment - _EPOCH) // timedelta(milliseconds=1)  # exact: no float rounding
+    return new_id(millis)[:_TIME_CHARS] + "0" * (_LENGTH - _TIME_CHARS)

@@ -136,6 +136,12 @@ NOT_PERSONAL: dict[str, str] = {
     "privacy_settings": "a workspace's policies",
     "retention_runs": "counts of purges",
     "audit_anchors": "where a workspace's audit chain starts after retention (a hash)",
+    # Alerting (issue 9): rules and counts about the platform, never about a person. A channel's
+    # recipients and URLs are in the secret store; messages carry counts, not contacts.
+    "alert_channels": "where alerts go (secrets sealed in the secret store)",
+    "alert_rules": "alert rule definitions and their state",
+    "alert_incidents": "alert firings: a metric's value against a threshold",
+    "alert_notifications": "the alert outbox: counts and rule names, no contact data",
 }
 
 # Tables kept on purpose through an erasure, and why.

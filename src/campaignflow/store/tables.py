@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -893,3 +894,117 @@ audit_anchors = Table(
     Column("purged_through_seq", BigInteger(), nullable=False),
     Column("anchor_hash", String(64), nullable=False),
 )
+
+# --- Alerting (migration 0012) ---------------------------------------------------------------
+# Where alerts go: a Slack incoming webhook, a signed webhook or e-mail through a connection.
+# What is secret (the Slack URL, the signing secret, the recipients) is in the secret store
+# under ``alert_channel:<id>``; ``config`` holds the rest and ``hint`` a masked reminder.
+ALERT_CHANNEL_KINDS = ("slack", "webhook", "email")
+ALERT_RULE_STATUSES = ("ok", "pending", "firing")
+ALERT_INCIDENT_STATUSES = ("firing", "resolved")
+ALERT_NOTIFICATION_KINDS = ("fire", "repeat", "resolve")
+ALERT_NOTIFICATION_STATUSES = ("pending", "sent", "failed")
+alert_channels = Table(
+    "alert_channels",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("config", JSONDocument(), nullable=False),
+    Column("hint", String(200), nullable=False),
+    Column("created_by", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    CheckConstraint(_one_of("kind", ALERT_CHANNEL_KINDS), name="kind"),
+    Index(None, "workspace_id", "name", unique=True),
+)
+
+# A rule and its evaluation state. ``revision`` is bumped by every state change: an evaluator's
+# write is a compare-and-set on it, so two workers evaluating at once change the state (and
+# queue its notifications) once.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("definition", JSONDocument(), nullable=False),
+    Column("enabled", Boolean(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("state_since", UTCDateTime(), nullable=True),
+    Column("incident_id", identifier(), nullable=True),  # the open incident, while firing
+    Column("last_value", Float(), nullable=True),  # null: the metric had no value
+    Column("evaluated_at", UTCDateTime(), nullable=True),
+    Column("revision", Integer(), nullable=False),
+    Column("created_by", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    CheckConstraint(_one_of("state", ALERT_RULE_STATUSES), name="state"),
+    Index(None, "workspace_id", "name", unique=True),
+)
+
+# One row per firing of a rule, from fire to resolve.
+alert_incidents = Table(
+    "alert_incidents",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),  # time-ordered: newest first by id
+    Column("rule_id", identifier(), nullable=False),
+    Column("rule_name", String(100), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("value", Float(), nullable=True),  # when it fired
+    Column("last_value", Float(), nullable=True),
+    Column("threshold", Float(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("notified_at", UTCDateTime(), nullable=False),
+    Column("repeats", Integer(), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    CheckConstraint(_one_of("status", ALERT_INCIDENT_STATUSES), name="status"),
+    Index(None, "workspace_id", "status", "id"),
+    Index(None, "workspace_id", "rule_id", "id"),
+)
+
+# The outbox: one notification per (incident, channel, kind, sequence), written in the
+# transaction of the state change that calls for it. The unique key is the dedup: a second
+# writer of the same notification inserts nothing. Drained across workspaces (like tasks) by
+# ``next_attempt_at``; a claim pushes it ahead, so a crashed sender's row is due again.
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("workspace_id", identifier(), nullable=False),
+    Column("id", identifier(), nullable=False),
+    Column("incident_id", identifier(), nullable=False),
+    Column("channel_id", identifier(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("sequence", Integer(), nullable=False),  # 0, or the repeat's number
+    Column("payload", JSONDocument(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),  # null once sent or failed
+    Column("last_error", String(500), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("workspace_id", "id"),
+    CheckConstraint(_one_of("kind", ALERT_NOTIFICATION_KINDS), name="kind"),
+    CheckConstraint(_one_of("status", ALERT_NOTIFICATION_STATUSES), name="status"),
+    Index(
+        conv("ix_alert_notifications_dedup"),  # the convention's name is over 63 chars
+        "workspace_id",
+        "incident_id",
+        "channel_id",
+        "kind",
+        "sequence",
+        unique=True,
+    ),
+    Index(None, "next_attempt_at"),
+)
+
+# The failure rate of a window counts executions by when they *finished* (an execution started
+# days ago may fail now): without this, each evaluation scanned the workspace's executions.
+Index("ix_executions_workspace_id_finished_at", executions.c.workspace_id, executions.c.finished_at)

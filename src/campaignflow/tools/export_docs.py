@@ -3,7 +3,7 @@
 ``docs/workflow.schema.json`` is the JSON Schema (draft 2020-12) of the workflow definition
 format, generated from the pydantic models so it cannot drift from the validator; a unit test
 fails when the committed copy is stale. ``docs/openapi.json`` comes from the API package,
-``docs/integrations.md`` from the connectors.
+``docs/integrations.md`` from the connectors, ``docs/schema.graphql`` from the GraphQL schema.
 The JSON Schema checks shape only: references between nodes, CEL, Liquid and the action catalog
 are checked by ``campaignflow validate``.
 """
@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from campaignflow.api.graphql.schema import render_graphql_schema
 from campaignflow.domain.json_schema import definition_json_schema
 
 SCHEMA_ID = "urn:campaignflow:schema:workflow-definition:1"
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILE = "workflow.schema.json"
 OPENAPI_FILE = "openapi.json"
+GRAPHQL_FILE = "schema.graphql"
 DEFAULT_DIRECTORY = Path("docs")
 
 
@@ -73,6 +75,13 @@ def export_integrations(directory: Path = DEFAULT_DIRECTORY) -> Path:
     return path
 
 
+def export_graphql_schema(directory: Path = DEFAULT_DIRECTORY) -> Path:
+    """Write ``schema.graphql``, the GraphQL schema (SDL) of ``/graphql``."""
+    path = directory / GRAPHQL_FILE
+    path.write_text(render_graphql_schema(), encoding="utf-8")
+    return path
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -88,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         export_workflow_schema(directory),
         export_openapi(directory),
         export_integrations(directory),
+        export_graphql_schema(directory),
     )
     for path in written:
         if path is not None:

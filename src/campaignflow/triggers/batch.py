@@ -58,10 +58,17 @@ class BatchOutcome:
     exited: int = 0
     refused: int = 0  # matches refused by dedup keys or entry rules
     condition_errors: int = 0
+    # For the metrics, this batch's only (``add`` leaves them): when each event that started
+    # executions arrived, and (workspace, workflow, count) of executions its exits cancelled.
+    started_received: list[datetime] = field(default_factory=list)
+    exited_by: list[tuple[str, str, int]] = field(default_factory=list)
 
     def add(self, other: BatchOutcome) -> None:
-        for name in self.__slots__:
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+_COUNTS = ("events", "duplicates", "started", "resumed", "exited", "refused", "condition_errors")
 
 
 @dataclass(slots=True)
@@ -223,6 +230,8 @@ class _BatchRun:
         records = new_records(news, self.now, ids)
         await self.stores.executions.insert_started(self.connection, records, news, self.now)
         self.outcome.started += len(records)
+        by_event = {start.routed.index: start.routed.event.received_at for start in admitted}
+        self.outcome.started_received.extend(by_event.values())
         return {r.id: start.routed.index for r, start in zip(records, admitted, strict=True)}
 
     def _matches(self, routed: Sequence[_Routed]) -> list[_Start]:
@@ -329,6 +338,7 @@ class _BatchRun:
                         self.connection, workspace_id, ids, reason, self.now
                     )
                     self.outcome.exited += len(exited)
+                    self.outcome.exited_by.append((workspace_id, workflow_id, len(exited)))
 
     def _exit_matches(
         self, workspace_id: str, items: Sequence[_Routed]

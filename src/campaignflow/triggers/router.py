@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from campaignflow.bus.events import Delivery, EventBus
 from campaignflow.bus.wakeup import Wakeup
@@ -22,6 +22,8 @@ from campaignflow.domain.events import Event, decode_events
 from campaignflow.engine.clock import Clock
 from campaignflow.engine.compiled import CompiledWorkflows
 from campaignflow.errors import CampaignflowError
+from campaignflow.observability import tracing
+from campaignflow.observability.metrics import execution_finished, trigger_matched
 from campaignflow.store.catalog import catalog_stamp
 from campaignflow.store.database import Database
 from campaignflow.triggers.batch import BatchOutcome, BatchStores, route_batch
@@ -132,11 +134,36 @@ class EventRouter:
         for delivery in deliveries:
             events.extend(decode_events(delivery.payload))
         now = self._clock.now()
-        async with self._db.transaction() as connection:
-            outcome = await route_batch(connection, self._stores, self.table, events, now)
+        if tracing.enabled():
+            outcome = await self._traced_route(events, now)
+        else:
+            async with self._db.transaction() as connection:
+                outcome = await route_batch(connection, self._stores, self.table, events, now)
         if outcome.started or outcome.resumed:
             await self._wakeup.notify()
+        record_batch(outcome, self._clock.now())
         return outcome
+
+    async def _traced_route(self, events: list[Event], now: datetime) -> BatchOutcome:
+        """The batch as one consumer span linked to the requests that accepted its events; the
+        executions it starts record this span (``store.executions.new_records``)."""
+        with tracing.tracer().start_as_current_span(
+            "route events",
+            kind=tracing.CONSUMER,
+            links=tracing.links_to([event.trace for event in events]),
+            attributes={"messaging.batch.message_count": len(events)},
+        ) as span:
+            async with self._db.transaction() as connection:
+                outcome = await route_batch(connection, self._stores, self.table, events, now)
+            span.set_attribute("campaignflow.executions_started", outcome.started)
+            return outcome
+
+
+def record_batch(outcome: BatchOutcome, committed_at: datetime) -> None:
+    """The committed batch's metrics: trigger latency per starting event, exits."""
+    trigger_matched(outcome.started_received, committed_at)
+    for workspace_id, workflow_id, count in outcome.exited_by:
+        execution_finished(workspace_id, workflow_id, "cancelled", count)
 
 
 async def build_table(database: Database, compiled: CompiledWorkflows) -> RoutingTable:

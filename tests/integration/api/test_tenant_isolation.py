@@ -34,6 +34,8 @@ BODIES: dict[str, Any] = {
         "syncStrategy": "on-demand",
         "dataMapping": {"contactFields": {"email": "email"}},
     },
+    "update_alert_channel": {"name": "hijacked"},
+    "update_alert_rule": {"threshold": 99},
 }
 
 
@@ -84,6 +86,25 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, str]:
     run = response.json()
     erasure = await http.post("/api/v1/erasures", json={"userId": "someone-else"})
     assert erasure.status_code == 202, erasure.text
+    channel = await created(
+        await http.post(
+            "/api/v1/alert-channels",
+            json={"name": "ops", "kind": "slack", "url": "https://hooks.example.com/T/B/x"},
+        )
+    )
+    rule = await created(
+        await http.post(
+            "/api/v1/alert-rules",
+            json={
+                "name": "failing",
+                "metric": "executions.failed",
+                "comparator": ">",
+                "threshold": 1,
+                "window": "5m",
+                "channels": [channel["id"]],
+            },
+        )
+    )
     return {
         "workflow_id": "shared",
         "trigger_id": trigger["id"],
@@ -98,6 +119,11 @@ async def _seed(http: httpx.AsyncClient) -> dict[str, str]:
         # No dead letter is seeded: an id of the right shape stands for one; the store's
         # query is the same whether or not A holds it (covered in test_executions_api).
         "dead_letter_id": execution["id"],
+        "channel_id": channel["id"],
+        "rule_id": rule["id"],
+        # No alert is seeded (only the evaluator opens one): an id of the right shape stands
+        # for it; covered with real alerts in tests/integration/alerting.
+        "alert_id": rule["id"],
     }
 
 
@@ -126,7 +152,7 @@ async def test_another_workspace_gets_404_for_every_resource_of_this_one(
                     checked += 1
             assert checked > 25
             listings = ("workflows", "triggers", "contacts", "executions", "principals")
-            for listing in (*listings, "connections"):
+            for listing in (*listings, "connections", "alert-channels", "alert-rules"):
                 page = (await b.get(f"/api/v1/{listing}")).json()
                 assert not set(ids.values()) & {item.get("id") for item in page["items"]}
             keys = (await b.get("/api/v1/api-keys")).json()["items"]
@@ -151,6 +177,8 @@ def _readable(ids: dict[str, str]) -> list[str]:
         "/api/v1/workflows/shared/grants",
         f"/api/v1/connections/{ids['connection_id']}",
         f"/api/v1/connections/{ids['connection_id']}/sync-runs/{ids['run_id']}",
+        f"/api/v1/alert-channels/{ids['channel_id']}",
+        f"/api/v1/alert-rules/{ids['rule_id']}",
     ]
 
 

@@ -3,10 +3,14 @@ onto :class:`ExecutionService`."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator
 from http import HTTPStatus
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from campaignflow.api.auth import CurrentPrincipal, authorize
 from campaignflow.api.body import read_json, validate_body
@@ -17,11 +21,15 @@ from campaignflow.api.execution_schemas import (
     ExecutionDetail,
     ExecutionPage,
 )
+from campaignflow.api.monitoring_deps import StepFeedDep
+from campaignflow.api.monitoring_schemas import STREAM_RESPONSE
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import INSTANT, Cursor, Limit, WorkflowId, parse_instant
 from campaignflow.api.schemas import problem_responses, request_body
+from campaignflow.bus.step_feed import StepEvent
 from campaignflow.engine.model import ExecutionStatus
 from campaignflow.security.rbac import Permission
+from campaignflow.services.monitoring import step_filter, watch_steps
 
 router = APIRouter(tags=["executions"], responses=problem_responses(400, 401, 404))
 
@@ -162,6 +170,63 @@ async def list_executions(
     )
     page, next_cursor = page_of(records, size, lambda record: record.id)
     return ExecutionPage(items=[Execution.from_record(r) for r in page], next_cursor=next_cursor)
+
+
+#: Seconds between heartbeat comments on an idle stream (proxies close silent connections).
+HEARTBEAT_SECONDS = 15.0
+
+
+@router.get(
+    "/executions/stream",
+    response_class=EventSourceResponse,
+    responses={**STREAM_RESPONSE, **problem_responses(422)},
+    dependencies=[authorize(Permission.EXECUTIONS_READ)],
+)
+async def stream_executions(
+    *,
+    principal: CurrentPrincipal,
+    feed: StepFeedDep,
+    workflow_id: Annotated[
+        list[str] | None,
+        Query(alias="workflowId", description="Only steps of these workflows (repeatable)."),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        Query(
+            description="Only steps and execution ends with these statuses (repeatable): "
+            "a step's (`completed`, `retrying`, `failed`, `timed_out`, `cancelled`, "
+            "`deferred`) or an execution's."
+        ),
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="Resume after this position (the `id:` of the last message seen).",
+        ),
+    ] = None,
+) -> EventSourceResponse:
+    """Live steps and execution ends of the workspace as server-sent events, restricted to the
+    workflows the caller may read. Declared before `/executions/{executionId}`."""
+    wanted = step_filter(principal, workflow_id, status)
+    events = watch_steps(feed, principal, wanted, after=last_event_id)
+    return EventSourceResponse(
+        _messages(events),
+        ping=HEARTBEAT_SECONDS,
+        ping_message_factory=lambda: ServerSentEvent(comment="heartbeat"),
+    )
+
+
+async def _messages(
+    events: AsyncGenerator[StepEvent, None],
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """``id:`` the feed position (none for a lag marker), ``event:`` the kind, ``data:`` the
+    event's JSON; the subscription ends with the response."""
+    async with contextlib.aclosing(events):
+        async for event in events:
+            data = orjson.dumps(event.to_json()).decode()
+            yield ServerSentEvent(data=data, event=event.kind, id=event.id or None)
 
 
 @router.get(

@@ -11,6 +11,8 @@ from campaignflow.api.auth import CurrentPrincipal, authorize
 from campaignflow.api.body import read_json
 from campaignflow.api.deps import AppSettings, Executions, Workflows
 from campaignflow.api.etags import if_none_match_hits, stale, versions_in_if_match
+from campaignflow.api.monitoring_deps import Monitoring
+from campaignflow.api.monitoring_schemas import WorkflowMonitoringSummary
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import Cursor, Limit, WorkflowId
 from campaignflow.api.schemas import (
@@ -24,6 +26,7 @@ from campaignflow.api.schemas import (
 )
 from campaignflow.security.rbac import Permission
 from campaignflow.services.executions import InFlightPolicy
+from campaignflow.services.monitoring import parse_window
 from campaignflow.services.workflows import WorkflowService, WorkflowStatus
 from campaignflow.store.workflows import WorkflowRecord
 
@@ -213,6 +216,32 @@ async def list_versions(
     return VersionPage(
         items=[WorkflowVersion.from_record(r) for r in page], next_cursor=next_cursor
     )
+
+
+@router.get(
+    "/{workflow_id}/summary",
+    response_model=WorkflowMonitoringSummary,
+    responses=problem_responses(422),
+    dependencies=[authorize(Permission.WORKFLOWS_READ)],
+)
+async def get_workflow_summary(
+    *,
+    workflow_id: WorkflowId,
+    principal: CurrentPrincipal,
+    monitoring: Monitoring,
+    window: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            description="How far back to count executions started, as an ISO 8601 duration "
+            "from `PT1M` to `P30D` (default `PT1H`).",
+        ),
+    ] = None,
+) -> WorkflowMonitoringSummary:
+    """Live monitoring of one workflow: throughput, outcomes, success rate and duration
+    percentiles of the executions started in the window, and where executions wait now."""
+    summary = await monitoring.summary(principal.workspace_id, workflow_id, parse_window(window))
+    return WorkflowMonitoringSummary.from_summary(summary)
 
 
 @router.post(

@@ -1,0 +1,64 @@
+"""The worker's own metrics server: the same registry, behind the scrape token."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from campaignflow.config import MetricsSettings
+from campaignflow.observability.metrics import events_ingested
+from campaignflow.observability.metrics_server import start_metrics_server, stop_metrics_server
+
+TOKEN = "scrape-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[str]:
+    port = free_port()
+    settings = MetricsSettings(token=SecretStr(TOKEN), worker_port=port, worker_host="127.0.0.1")
+    runner = await start_metrics_server(settings)
+    try:
+        yield f"http://127.0.0.1:{port}/metrics"
+    finally:
+        await stop_metrics_server(runner)
+
+
+async def test_the_worker_serves_the_registry_to_the_token_only(served: str) -> None:
+    events_ingested(["ws-worker-server"], "sync")
+    async with httpx.AsyncClient() as client:
+        anonymous = await client.get(served)
+        wrong = await client.get(served, headers={"Authorization": "Bearer nope"})
+        scraped = await client.get(served, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert (anonymous.status_code, wrong.status_code) == (401, 401)
+    assert anonymous.headers["content-type"].startswith("application/problem+json")
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert 'campaignflow_events_ingested_total{source="sync",workspace="ws-worker-server"}' in (
+        scraped.text
+    )
+
+
+async def test_without_a_token_it_stays_on_the_loopback_interface() -> None:
+    port = free_port()
+    runner = await start_metrics_server(MetricsSettings(worker_port=port, worker_host="0.0.0.0"))
+    try:
+        assert runner is not None
+        assert [address[0] for address in runner.addresses] == ["127.0.0.1"]
+    finally:
+        await stop_metrics_server(runner)
+
+
+async def test_port_zero_switches_it_off() -> None:
+    assert await start_metrics_server(MetricsSettings(worker_port=0)) is None
