@@ -182,12 +182,12 @@ class MetricsSettings(BaseModel):
         9108,
         ge=0,
         le=65535,
-        description="Port of the metrics server of `campaignflow worker` (0: do not serve).",
+        description="Port of the metrics server of `campaignflow worker` (0: do not serve; "
+        "it serves only when a token is set).",
     )
     worker_host: str | None = Field(
         None,
-        description="Address the worker's metrics server binds; default: every interface "
-        "when a token is set, else 127.0.0.1 (an unauthenticated server stays local).",
+        description="Address the worker's metrics server binds; default: every interface.",
     )
     sampler_interval_seconds: float = Field(
         15,

@@ -12,7 +12,7 @@ sees every worker's steps and can resume after a reconnect from the last id it s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -124,9 +124,21 @@ class StepFilter:
         return self.statuses is None or event.status in self.statuses
 
 
+#: How long a workspace counts as watched after its last subscriber left: a client that
+#: reconnects within it resumes from its ``Last-Event-ID`` without a gap.
+WATCH_SECONDS = 600.0
+
+
 class StepFeed(Protocol):
+    async def watched(self, workspace_ids: Collection[str]) -> set[str]:
+        """Those of ``workspace_ids`` that someone watches, or watched in the last
+        :data:`WATCH_SECONDS`: the feed keeps only their events, so a worker builds and
+        publishes nothing for a workspace nobody looks at. May be a second stale."""
+        ...
+
     async def publish(self, events: Sequence[StepEvent]) -> None:
-        """Best effort, one round trip for the batch; never raises for a feed outage."""
+        """Best effort, one round trip for the batch; never raises for a feed outage. Events
+        of workspaces not :meth:`watched` are dropped."""
         ...
 
     def subscribe(

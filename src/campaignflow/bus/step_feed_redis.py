@@ -11,6 +11,13 @@ An event's position is its stream id, so ``Last-Event-ID`` resumes with ``XRANGE
 replay and the live part are joined without loss or duplicates because the reader fixes its
 start before the replay reads, and live events at or before the replay's end are skipped.
 
+Only watched workspaces are published to: a reader sets ``<prefix>:steps:watch:<workspace>``
+with a time to live of :data:`WATCH_SECONDS` when it starts and every
+:data:`WATCH_REFRESH_SECONDS` while it runs, and workers look the keys up (one pipelined
+``EXISTS`` per batch for the workspaces whose answer is older than a second, or, once watched,
+than :data:`WATCHED_CACHE_SECONDS`), so nobody looking costs a worker almost nothing and a new
+subscriber sees events within a second.
+
 The feed is best effort by design (the step log is the record): a Redis outage drops events
 on publish with a warning, and readers retry until Redis is back.
 """
@@ -19,14 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import orjson
 from redis import exceptions as redis_exceptions
 from redis.asyncio import Redis
 
-from campaignflow.bus.step_feed import LAGGED, StepEvent, StepFilter, event_from_json, lagged
+from campaignflow.bus.step_feed import (
+    LAGGED,
+    WATCH_SECONDS,
+    StepEvent,
+    StepFilter,
+    event_from_json,
+    lagged,
+)
 from campaignflow.bus.step_feed_fanout import DEFAULT_CAPACITY, Fanout, utc_now
 
 logger = logging.getLogger(__name__)
@@ -37,6 +52,9 @@ _REPLAY_PAGE = 1_000
 _BLOCK_MS = 5_000
 _RETRY_SECONDS = 1.0
 _FIELD = b"e"
+WATCH_REFRESH_SECONDS = 60.0
+WATCHED_CACHE_SECONDS = 30.0
+UNWATCHED_CACHE_SECONDS = 1.0
 
 StreamId = tuple[int, int]
 Entry = tuple[bytes | str, dict[Any, Any]]
@@ -55,6 +73,7 @@ class RedisStepFeed:
         capacity: int = DEFAULT_CAPACITY,
         block_ms: int = _BLOCK_MS,
         owns_client: bool = False,
+        unwatched_cache_seconds: float = UNWATCHED_CACHE_SECONDS,
     ) -> None:
         self._client = client
         self._prefix = prefix
@@ -63,16 +82,45 @@ class RedisStepFeed:
         self._owns_client = owns_client
         self._fanout = Fanout(capacity)
         self._readers: dict[str, _Reader] = {}
+        self._unwatched_cache = unwatched_cache_seconds
+        self._answers: dict[str, tuple[bool, float]] = {}  # workspace → (watched, until)
 
     def key(self, workspace_id: str) -> str:
         return f"{self._prefix}:steps:{workspace_id}"
 
+    def watch_key(self, workspace_id: str) -> str:
+        return f"{self._prefix}:steps:watch:{workspace_id}"
+
+    async def watched(self, workspace_ids: Collection[str]) -> set[str]:
+        now = time.monotonic()
+        answers = self._answers
+        stale = [w for w in workspace_ids if answers.get(w, (False, 0.0))[1] <= now]
+        if stale:
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for workspace in stale:
+                        pipe.exists(self.watch_key(workspace))
+                    found = await pipe.execute()
+            except redis_exceptions.RedisError:
+                logger.warning("step feed: cannot tell who watches", exc_info=True)
+                return set()
+            for workspace, exists in zip(stale, found, strict=True):
+                watching = bool(exists)
+                ttl = WATCHED_CACHE_SECONDS if watching else self._unwatched_cache
+                answers[workspace] = (watching, now + ttl)
+        return {w for w in workspace_ids if answers[w][0]}
+
     async def publish(self, events: Sequence[StepEvent]) -> None:
         if not events:
+            return
+        watched = await self.watched({event.workspace_id for event in events})
+        if not watched:
             return
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for event in events:
+                    if event.workspace_id not in watched:
+                        continue
                     fields: dict[Any, Any] = {_FIELD: orjson.dumps(event.to_json())}
                     pipe.xadd(
                         self.key(event.workspace_id), fields, maxlen=self._max_len, approximate=True
@@ -190,8 +238,14 @@ class RedisStepFeed:
     async def _read(self, workspace_id: str, reader: _Reader) -> None:
         key = self.key(workspace_id)
         position: str | None = None
+        watch_due = 0.0
         while not reader.stopping:
             try:
+                if time.monotonic() >= watch_due:  # workers publish while this key lives
+                    await self._client.set(
+                        self.watch_key(workspace_id), b"1", ex=int(WATCH_SECONDS)
+                    )
+                    watch_due = time.monotonic() + WATCH_REFRESH_SECONDS
                 if position is None:
                     position = await self._last_id(key)
                     reader.ready.set()

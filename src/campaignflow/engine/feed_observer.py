@@ -35,7 +35,11 @@ class StepFeedObserver:
         """Claims are not steps: nothing to publish."""
 
     async def committed(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        events = step_events(outcomes, now)
+        workspaces = {outcome.execution.workspace_id for outcome in outcomes}
+        watched = await self.feed.watched(workspaces) if workspaces else set()
+        if not watched:  # nobody looks: build nothing (the usual case at full load)
+            return
+        events = step_events([o for o in outcomes if o.execution.workspace_id in watched], now)
         if events:
             await self.feed.publish(events)
 

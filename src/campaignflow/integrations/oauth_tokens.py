@@ -121,6 +121,7 @@ class AccessTokens:
                 "User-Agent": USER_AGENT,
             },
             body=urlencode(form).encode(),
+            labels=(connection.connector.provider, "oauth.token"),
         )
         verdict = classify_status(answer.status)
         if not verdict.ok:

@@ -150,21 +150,24 @@ class AlertSender:
         try:
             if channel.kind == "slack":
                 body = orjson.dumps(slack_body(payload))
-                return await self._post(secrets["url"], body, {})
+                return await self._post(secrets["url"], body, {}, channel.kind)
             if channel.kind == "webhook":
                 body = webhook_body(payload, notification_id)
                 header = signature(secrets["secret"], int(time.time()), body)
-                return await self._post(secrets["url"], body, {SIGNATURE_HEADER: header})
+                return await self._post(
+                    secrets["url"], body, {SIGNATURE_HEADER: header}, channel.kind
+                )
             return await self._email(channel, secrets, payload, notification_id)
         except ActionFailed as exc:
             return Delivery(False, exc.message, _status(exc), exc.retryable, exc.retry_after_s)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Delivery:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], kind: str) -> Delivery:
         answer = await self._http.send(
             "POST",
             url,
             headers={"Content-Type": "application/json", **headers},
             body=body,
+            labels=("alerting", kind),  # the request metrics tell alerts from steps
         )
         if 200 <= answer.status < 300:
             return Delivery(True, f"HTTP {answer.status}", answer.status)

@@ -1,10 +1,11 @@
 """The metrics server of ``campaignflow worker``, a role with no HTTP API of its own.
 
 A few lines of aiohttp (already the HTTP client's library) serving the same registry as the
-API's ``/metrics`` on ``metrics.worker_port``. With a scrape token configured it asks for it
-(``Authorization: Bearer <token>``, compared in constant time) and binds every interface (or
-``metrics.worker_host``); without one it serves without credentials, so it binds 127.0.0.1 only
-and says so in the log: an unauthenticated endpoint never leaves the machine.
+API's ``/metrics`` on ``metrics.worker_port``, to the scrape token only (``Authorization: Bearer
+<token>``, compared in constant time). Without a token there is no server: every endpoint is
+authenticated, and a worker has no principals of its own to check. A port that is taken (a second
+worker on the host with the same port) costs that worker its metrics, logged as an error, never
+the worker itself.
 """
 
 from __future__ import annotations
@@ -20,19 +21,15 @@ from campaignflow.observability.metrics import REGISTRY
 
 logger = logging.getLogger(__name__)
 
-LOCAL_ONLY = "127.0.0.1"
 
-
-def _authorized(request: web.Request, token: str | None) -> bool:
-    if token is None:
-        return True
+def _authorized(request: web.Request, token: str) -> bool:
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
-def metrics_app(token: str | None) -> web.Application:
+def metrics_app(token: str) -> web.Application:
     async def serve(request: web.Request) -> web.Response:
         if not _authorized(request, token):
             return web.json_response(
@@ -51,20 +48,32 @@ def metrics_app(token: str | None) -> web.Application:
 
 
 async def start_metrics_server(settings: MetricsSettings) -> web.AppRunner | None:
-    """Serve ``/metrics`` as configured; ``None`` when ``worker_port`` is 0 (switched off)."""
+    """Serve ``/metrics`` as configured; ``None`` when switched off (``worker_port`` 0), when
+    no scrape token is set, or when the port is taken."""
     if settings.worker_port == 0:
         return None
-    token = settings.token.get_secret_value() if settings.token is not None else None
-    host = settings.worker_host if token is not None else LOCAL_ONLY
-    if token is None:
-        logger.warning(
-            "no metrics token (CAMPAIGNFLOW_METRICS__TOKEN): the worker's /metrics is served "
-            "without credentials on 127.0.0.1 only",
+    if settings.token is None:
+        logger.info(
+            "the worker serves no metrics: set CAMPAIGNFLOW_METRICS__TOKEN to scrape them on "
+            "CAMPAIGNFLOW_METRICS__WORKER_PORT",
             extra={"port": settings.worker_port},
         )
-    runner = web.AppRunner(metrics_app(token), access_log=None, shutdown_timeout=1.0)
+        return None
+    runner = web.AppRunner(
+        metrics_app(settings.token.get_secret_value()), access_log=None, shutdown_timeout=1.0
+    )
     await runner.setup()
-    await web.TCPSite(runner, host, settings.worker_port).start()
+    try:
+        await web.TCPSite(runner, settings.worker_host, settings.worker_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        logger.error(
+            "the worker's metrics port is unavailable; this worker runs without a metrics "
+            "server (give each worker on a host its own CAMPAIGNFLOW_METRICS__WORKER_PORT): %s",
+            exc,
+            extra={"port": settings.worker_port},
+        )
+        return None
     return runner
 
 

@@ -164,3 +164,25 @@ async def test_an_unreachable_redis_costs_events_never_an_error(prefix: str) -> 
     feed = RedisStepFeed(unreachable, prefix=prefix, owns_client=True)
     await feed.publish([step(1)])  # logged and dropped: the worker's batch is not failed
     await feed.close()
+
+
+async def test_workers_publish_only_for_workspaces_a_reader_watches(
+    redis: Redis, prefix: str
+) -> None:
+    worker = RedisStepFeed(redis, prefix=prefix, block_ms=200, unwatched_cache_seconds=0)
+    api = RedisStepFeed(redis, prefix=prefix, block_ms=200)
+    await worker.publish([step(1)])  # nobody watches "ws": nothing is written to Redis
+    assert await redis.exists(worker.key("ws")) == 0
+    assert await worker.watched({"ws"}) == set()
+
+    watcher = await collect(api, StepFilter("ws"))
+    assert 590 <= await redis.ttl(api.watch_key("ws")) <= 600
+    assert await worker.watched({"ws", "quiet-ws"}) == {"ws"}
+    await worker.publish([step(2), step(3, workspace="quiet-ws")])
+    assert [e.seq for e in await watcher.take(1)] == [2]
+    assert await redis.exists(worker.key("quiet-ws")) == 0
+    await watcher.stop()
+    # The watch outlives the reader, so a client reconnecting soon resumes without a gap.
+    assert await redis.exists(api.watch_key("ws")) == 1
+    await api.close()
+    await worker.close()

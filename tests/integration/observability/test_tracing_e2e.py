@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -24,9 +24,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from campaignflow.api.app import create_app
 from campaignflow.engine.clock import ManualClock
 from campaignflow.engine.runtime import Engine, builtin_executors
-from campaignflow.observability import tracing
-from campaignflow.observability.trace_export import configure_tracing
-from campaignflow.observability.trace_settings import TracingSettings
 from campaignflow.store.database import Database
 from tests._support.api_clients import bearer, serving
 from tests._support.ciphers import contact_cipher
@@ -36,18 +33,6 @@ from tests.integration.api.conftest import TOKEN, make_settings, workflow
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
 START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = configure_tracing(TracingSettings(), role="test", exporter=exporter)
-    assert provider is not None
-    try:
-        yield exporter
-    finally:
-        tracing.install(None)
-        provider.shutdown()
 
 
 @pytest.fixture
@@ -66,7 +51,7 @@ def hex_id(value: int, width: int) -> str:
 
 
 async def test_a_request_s_trace_reaches_the_provider_across_bus_engine_and_retry(
-    database: Database, spans: InMemorySpanExporter, server: FaultServer
+    database: Database, exported_spans: InMemorySpanExporter, server: FaultServer
 ) -> None:
     server.script("/hook", Respond(503), then=Respond(200, {"ok": True}))
     clock = ManualClock(START)
@@ -113,7 +98,7 @@ async def test_a_request_s_trace_reaches_the_provider_across_bus_engine_and_retr
         await http.aclose()
         await engine.wakeup.aclose()
 
-    finished = list(spans.get_finished_spans())
+    finished = list(exported_spans.get_finished_spans())
     request = one([s for s in finished if s.name == "POST /api/v1/events"], "the ingestion request")
     assert request.kind is SpanKind.SERVER
     assert hex_id(request.context.trace_id, 32) == CALLER_TRACE  # continues the caller

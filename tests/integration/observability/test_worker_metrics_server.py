@@ -50,15 +50,25 @@ async def test_the_worker_serves_the_registry_to_the_token_only(served: str) -> 
     )
 
 
-async def test_without_a_token_it_stays_on_the_loopback_interface() -> None:
+async def test_without_a_token_there_is_no_server() -> None:
     port = free_port()
-    runner = await start_metrics_server(MetricsSettings(worker_port=port, worker_host="0.0.0.0"))
-    try:
-        assert runner is not None
-        assert [address[0] for address in runner.addresses] == ["127.0.0.1"]
-    finally:
-        await stop_metrics_server(runner)
+    assert await start_metrics_server(MetricsSettings(worker_port=port)) is None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # nothing took the port
+
+
+async def test_a_taken_port_costs_the_metrics_not_the_worker(
+    served: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = int(served.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    second = MetricsSettings(token=SecretStr(TOKEN), worker_port=port, worker_host="127.0.0.1")
+    assert await start_metrics_server(second) is None
+    assert any("metrics port is unavailable" in r.getMessage() for r in caplog.records)
+    async with httpx.AsyncClient() as client:  # the first server is unharmed
+        scraped = await client.get(served, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert scraped.status_code == 200
 
 
 async def test_port_zero_switches_it_off() -> None:
-    assert await start_metrics_server(MetricsSettings(worker_port=0)) is None
+    settings = MetricsSettings(token=SecretStr(TOKEN), worker_port=0)
+    assert await start_metrics_server(settings) is None

@@ -131,3 +131,27 @@ async def test_closing_a_subscriber_or_the_feed_leaves_no_subscription() -> None
     async with asyncio.timeout(1):
         await two.task  # the subscriber's iteration ends with the feed
     assert feed.subscribers("ws") == 0
+
+
+async def test_only_watched_workspaces_are_kept_and_a_watch_outlives_its_subscriber() -> None:
+    feed = InProcessStepFeed(watch_seconds=600)
+    assert await feed.watched({"ws", "other"}) == set()
+    await feed.publish([step(1)])  # nobody has looked at "ws": not kept
+    watcher = await collect(feed, StepFilter("ws"))
+    assert await feed.watched({"ws", "other"}) == {"ws"}
+    await feed.publish([step(2)])
+    (seen,) = await watcher.take(1)
+    await watcher.stop()
+
+    assert await feed.watched({"ws"}) == {"ws"}  # still watched: a reconnect resumes
+    await feed.publish([step(3)])
+    resumed = await collect(feed, StepFilter("ws"), after=seen.id)
+    assert [e.seq for e in await resumed.take(1)] == [3]
+    await resumed.stop()
+
+    forgetful = InProcessStepFeed(watch_seconds=0)
+    gone = await collect(forgetful, StepFilter("ws"))
+    await gone.stop()
+    assert await forgetful.watched({"ws"}) == set()
+    await feed.close()
+    await forgetful.close()

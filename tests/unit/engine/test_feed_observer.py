@@ -3,7 +3,7 @@ publish; and no message or output leaves with them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from campaignflow.bus.step_feed import StepEvent, StepFeed, StepFilter
@@ -50,8 +50,16 @@ def entry(seq: int, status: StepStatus, error: dict[str, object] | None = None) 
 
 
 class Recording(StepFeed):
-    def __init__(self) -> None:
+    """Records what is published; ``watching`` are the workspaces someone looks at."""
+
+    def __init__(self, watching: Collection[str] = ("ws",)) -> None:
         self.batches: list[list[StepEvent]] = []
+        self.watching = set(watching)
+        self.asked: list[set[str]] = []
+
+    async def watched(self, workspace_ids: Collection[str]) -> set[str]:
+        self.asked.append(set(workspace_ids))
+        return self.watching & set(workspace_ids)
 
     async def publish(self, events: Sequence[StepEvent]) -> None:
         self.batches.append(list(events))
@@ -120,3 +128,19 @@ def test_error_types_name_the_class_of_failure_only() -> None:
     assert error_type({"message": "timeout", "retryable": True}) == "retryable"
     assert error_type({"message": "bad template", "retryable": False}) == "permanent"
     assert error_type({"details": {"status": True}, "retryable": False}) == "permanent"
+
+
+async def test_nothing_is_built_or_published_for_a_workspace_nobody_watches() -> None:
+    ours = Outcome(execution(), steps=[entry(1, StepStatus.COMPLETED)])
+    theirs = Outcome(
+        execution(workspace_id="globex", id="ex-9"), steps=[entry(1, StepStatus.COMPLETED)]
+    )
+    feed = Recording(watching=())
+    await StepFeedObserver(feed).committed([ours, theirs], T0)
+    assert feed.batches == []
+    assert feed.asked == [{"ws", "globex"}]  # one question for the batch
+
+    feed = Recording(watching=("globex",))
+    await StepFeedObserver(feed).committed([ours, theirs], T0)
+    (batch,) = feed.batches
+    assert [(e.workspace_id, e.execution_id) for e in batch] == [("globex", "ex-9")]

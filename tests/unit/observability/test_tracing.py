@@ -4,8 +4,6 @@ kept in memory instead of sent)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,18 +21,6 @@ from campaignflow.observability.trace_settings import TracingSettings
 CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-@pytest.fixture
-def exported() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = configure_tracing(TracingSettings(), role="test", exporter=exporter)
-    assert provider is not None
-    try:
-        yield exporter
-    finally:
-        tracing.install(None)
-        provider.shutdown()
-
-
 def test_tracing_is_off_unless_configured() -> None:
     assert configure_tracing(TracingSettings(), role="test") is None
     assert not tracing.enabled()
@@ -46,14 +32,14 @@ def test_tracing_is_off_unless_configured() -> None:
 
 
 def test_a_traceparent_carried_elsewhere_continues_the_same_trace(
-    exported: InMemorySpanExporter,
+    exported_spans: InMemorySpanExporter,
 ) -> None:
     with tracing.tracer().start_as_current_span("accept"):
         carried = tracing.current_traceparent()
     assert carried is not None
     with tracing.tracer().start_as_current_span("later", context=tracing.context_of(carried)):
         pass
-    accept, later = exported.get_finished_spans()
+    accept, later = exported_spans.get_finished_spans()
     assert later.context.trace_id == accept.context.trace_id
     assert later.parent is not None
     assert later.parent.span_id == accept.context.span_id
@@ -61,12 +47,12 @@ def test_a_traceparent_carried_elsewhere_continues_the_same_trace(
 
 @pytest.mark.parametrize("value", [None, "", "garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01"])
 def test_a_missing_or_malformed_traceparent_names_no_parent(
-    exported: InMemorySpanExporter, value: str | None
+    exported_spans: InMemorySpanExporter, value: str | None
 ) -> None:
     assert tracing.context_of(value) is None
 
 
-def test_links_are_distinct_and_capped(exported: InMemorySpanExporter) -> None:
+def test_links_are_distinct_and_capped(exported_spans: InMemorySpanExporter) -> None:
     parents = []
     for _ in range(tracing.MAX_LINKS + 5):
         with tracing.tracer().start_as_current_span("request"):
@@ -101,11 +87,11 @@ async def _get(path: str, headers: dict[str, str] | None = None) -> httpx.Respon
 
 
 async def test_a_request_span_is_named_by_route_and_continues_the_caller(
-    exported: InMemorySpanExporter,
+    exported_spans: InMemorySpanExporter,
 ) -> None:
     response = await _get("/contacts/ada@example.com", {"traceparent": CALLER})
 
-    (span,) = exported.get_finished_spans()
+    (span,) = exported_spans.get_finished_spans()
     assert span.name == "GET /contacts/{contact_id}"
     assert span.kind is SpanKind.SERVER
     assert format(span.context.trace_id, "032x") == CALLER.split("-")[1]
@@ -120,9 +106,9 @@ async def test_a_request_span_is_named_by_route_and_continues_the_caller(
     assert response.json()["trace"].split("-")[2] == format(span.context.span_id, "016x")
 
 
-async def test_a_server_error_marks_the_span(exported: InMemorySpanExporter) -> None:
+async def test_a_server_error_marks_the_span(exported_spans: InMemorySpanExporter) -> None:
     await _get("/broken")
-    (span,) = exported.get_finished_spans()
+    (span,) = exported_spans.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
 
 
