@@ -71,12 +71,16 @@ class AccessLogMiddleware:
         request_id: str = state.setdefault("request_id", request_id_of(scope))
         status = HTTPStatus.INTERNAL_SERVER_ERROR.value  # unless a response starts
         started = time.perf_counter()
+        answered: float | None = None  # when an event stream started answering
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+                headers = MutableHeaders(scope=message)
+                headers.append(REQUEST_ID_HEADER, request_id)
+                if headers.get("content-type", "").startswith("text/event-stream"):
+                    answered = time.perf_counter()
             await send(message)
 
         try:
@@ -84,7 +88,10 @@ class AccessLogMiddleware:
                 await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            http_request(method_label(scope), route_template(scope), status, seconds)
+            # A stream lasts as long as its client watches: its latency is the time to answer,
+            # or every open SSE connection would count as a slow request (and page someone).
+            latency = answered - started if answered is not None else seconds
+            http_request(method_label(scope), route_template(scope), status, latency)
             if self.log:
                 _log_request(scope, status, seconds, request_id)
 
