@@ -54,7 +54,7 @@ from campaignflow.errors import CampaignflowError
 from campaignflow.integrations.describe import describe_connectors
 from campaignflow.integrations.runtime import Integrations, open_integrations
 from campaignflow.observability.access_log import AccessLogMiddleware
-from campaignflow.observability.alert_evaluator import open_evaluator
+from campaignflow.observability.alert_evaluator import alert_sender
 from campaignflow.observability.request_spans import RequestSpanMiddleware
 from campaignflow.security.contact_fields import contact_cipher_from
 from campaignflow.security.network import parse_cidrs
@@ -204,7 +204,7 @@ def _install_integrations(app: FastAPI, integrations: Integrations) -> None:
         AlertStore(database),
         integrations.secrets,
         integrations.connections,
-        open_evaluator(database, integrations).sender,
+        alert_sender(integrations),
         utc_now,
     )
 

@@ -10,9 +10,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from campaignflow.bus.step_feed import StepFeed
 from campaignflow.config import Settings
 from campaignflow.services.executions import ExecutionService
 from campaignflow.services.ingest import IngestService
+from campaignflow.services.monitoring import MonitoringService
 from campaignflow.services.triggers import TriggerService
 from campaignflow.services.workflows import WorkflowService
 
@@ -42,8 +44,20 @@ async def get_ingest_service(request: Request) -> IngestService:
     return service
 
 
+async def get_monitoring_service(request: Request) -> MonitoringService:
+    service: MonitoringService = request.app.state.monitoring
+    return service
+
+
+async def get_step_feed(request: Request) -> StepFeed:
+    feed: StepFeed = request.app.state.step_feed
+    return feed
+
+
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 Workflows = Annotated[WorkflowService, Depends(get_workflow_service)]
 Executions = Annotated[ExecutionService, Depends(get_execution_service)]
 Ingest = Annotated[IngestService, Depends(get_ingest_service)]
 Triggers = Annotated[TriggerService, Depends(get_trigger_service)]
+Monitoring = Annotated[MonitoringService, Depends(get_monitoring_service)]
+StepFeedDep = Annotated[StepFeed, Depends(get_step_feed)]

@@ -205,18 +205,25 @@ class AlertingLoop:
             await self.task
 
 
-def open_evaluator(
-    database: Database, integrations: Integrations, now: Callable[[], datetime] = utc_now
-) -> AlertEvaluator:
-    """The evaluator on ``database``, sending through the process's integration layer."""
-    sender = AlertSender(
+def alert_sender(integrations: Integrations) -> AlertSender:
+    """Notifications sent through the process's integration layer (its HTTP client, secrets,
+    connections): what the evaluator and the API's channel test both send with."""
+    return AlertSender(
         integrations.http,
         integrations.secrets,
         integrations.connections,
         integrations.resolver,
         integrations.executor,
     )
-    return AlertEvaluator(AlertStore(database), AlertMetrics(database), sender, now)
+
+
+def open_evaluator(
+    database: Database, integrations: Integrations, now: Callable[[], datetime] = utc_now
+) -> AlertEvaluator:
+    """The evaluator on ``database``, sending through the process's integration layer."""
+    return AlertEvaluator(
+        AlertStore(database), AlertMetrics(database), alert_sender(integrations), now
+    )
 
 
 def start_alerting(

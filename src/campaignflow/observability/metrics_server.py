@@ -15,6 +15,7 @@ import logging
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from pydantic import SecretStr
 
 from campaignflow.config import MetricsSettings
 from campaignflow.observability.metrics import REGISTRY
@@ -22,14 +23,22 @@ from campaignflow.observability.metrics import REGISTRY
 logger = logging.getLogger(__name__)
 
 
-def _authorized(request: web.Request, token: str) -> bool:
+def scrape_token_matches(token: SecretStr | None, presented: str | None) -> bool:
+    """Whether ``presented`` is the configured scrape token (constant-time comparison): the
+    check of the worker's server and of the API's ``/metrics``."""
+    if token is None or presented is None:
+        return False
+    return hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
+
+
+def _authorized(request: web.Request, token: SecretStr) -> bool:
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(presented.strip().encode(), token.encode())
+    return scrape_token_matches(token, presented.strip())
 
 
-def metrics_app(token: str) -> web.Application:
+def metrics_app(token: SecretStr) -> web.Application:
     async def serve(request: web.Request) -> web.Response:
         if not _authorized(request, token):
             return web.json_response(
@@ -59,9 +68,7 @@ async def start_metrics_server(settings: MetricsSettings) -> web.AppRunner | Non
             extra={"port": settings.worker_port},
         )
         return None
-    runner = web.AppRunner(
-        metrics_app(settings.token.get_secret_value()), access_log=None, shutdown_timeout=1.0
-    )
+    runner = web.AppRunner(metrics_app(settings.token), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.worker_host, settings.worker_port).start()

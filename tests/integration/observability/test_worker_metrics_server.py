@@ -12,15 +12,9 @@ from pydantic import SecretStr
 from campaignflow.config import MetricsSettings
 from campaignflow.observability.metrics import events_ingested
 from campaignflow.observability.metrics_server import start_metrics_server, stop_metrics_server
+from tests._support.servers import free_port
 
 TOKEN = "scrape-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -14,14 +14,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from campaignflow.api.auth import CurrentPrincipal, authorize
 from campaignflow.api.body import read_json, validate_body
-from campaignflow.api.deps import AppSettings, Executions
+from campaignflow.api.deps import AppSettings, Executions, StepFeedDep
 from campaignflow.api.execution_schemas import (
     ExecuteRequest,
     Execution,
     ExecutionDetail,
     ExecutionPage,
 )
-from campaignflow.api.monitoring_deps import StepFeedDep
 from campaignflow.api.monitoring_schemas import STREAM_RESPONSE
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import INSTANT, Cursor, Limit, WorkflowId, parse_instant

@@ -9,7 +9,6 @@ read them: a principal of the operator's workspace (``settings.workspace_id``) h
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -21,17 +20,10 @@ from campaignflow.api.schemas import problem_responses
 from campaignflow.config import Settings
 from campaignflow.errors import Forbidden
 from campaignflow.observability.metrics import REGISTRY
+from campaignflow.observability.metrics_server import scrape_token_matches
 from campaignflow.security.rbac import Permission
 
 router = APIRouter(tags=["health"])
-
-
-def scrape_token_matches(settings: Settings, presented: str | None) -> bool:
-    """Whether ``presented`` is the configured scrape token (constant-time comparison)."""
-    token = settings.metrics.token
-    if token is None or presented is None:
-        return False
-    return hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
 
 
 class MetricsReader(Authorize):
@@ -49,7 +41,7 @@ class MetricsReader(Authorize):
         settings: Settings = request.app.state.settings
         bearer = credentials is not None and credentials.scheme.lower() == "bearer"
         presented = credentials.credentials if credentials is not None and bearer else None
-        if scrape_token_matches(settings, presented):
+        if scrape_token_matches(settings.metrics.token, presented):
             return
         principal = await require_principal(request, credentials)
         if principal.workspace_id != settings.workspace_id:

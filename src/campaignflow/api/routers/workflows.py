@@ -9,9 +9,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from campaignflow.api.auth import CurrentPrincipal, authorize
 from campaignflow.api.body import read_json
-from campaignflow.api.deps import AppSettings, Executions, Workflows
+from campaignflow.api.deps import AppSettings, Executions, Monitoring, Workflows
 from campaignflow.api.etags import if_none_match_hits, stale, versions_in_if_match
-from campaignflow.api.monitoring_deps import Monitoring
 from campaignflow.api.monitoring_schemas import WorkflowMonitoringSummary
 from campaignflow.api.pagination import decode_cursor, page_of, page_size
 from campaignflow.api.parameters import Cursor, Limit, WorkflowId
